@@ -1,0 +1,37 @@
+"""s4tf_py: Swift for TensorFlow's ideas in Python.
+
+A Tensor with value semantics, programs traced lazily into an IR of our own, and that IR run
+by a reference interpreter (and compiled through LLVM and XLA). ``import s4tf_py as s4``.
+
+>>> import s4tf_py as s4
+>>> x = s4.Tensor([[1.0, 2.0], [3.0, 4.0]])
+>>> (x @ x).tolist()
+[[7.0, 10.0], [15.0, 22.0]]
+"""
+from . import dtypes, ir, tree
+from . import linalg, nn, random  # noqa: E402  namespaces: s4.linalg, s4.nn, s4.random
+from .device import Device, default_device, get_default_device
+from .dtypes import (bfloat16, bool_, can_cast, finfo, float16, float32, float64, iinfo, int8,
+                     int16, int32, int64, isdtype, result_type, uint8, uint16, uint32, uint64)
+from .errors import (ConcretizationError, DTypeError, ExecutionError, IRError, S4TFError,
+                     ShapeError)
+from .lazy import barrier, clear_caches, compile, metrics, reset_metrics, trace
+from .tensor import Tensor
+from .ops import *  # noqa: F401,F403  (the op namespace; ops/__init__.py lists it explicitly)
+from .ops import __all__ as _ops_all
+
+__version__ = "0.1.0"
+__array_api_version__ = "2023.12"
+bool = bool_  # noqa: A001  array API name for the boolean dtype
+e = 2.718281828459045
+pi = 3.141592653589793
+inf = float("inf")
+nan = float("nan")
+newaxis = None
+
+__all__ = sorted(
+    list(_ops_all) + ["Tensor", "Device", "default_device", "get_default_device", "barrier", "compile", "trace",
+       "metrics", "reset_metrics", "clear_caches", "dtypes", "ir", "tree", "linalg", "nn", "random", "bfloat16", "bool_",
+       "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+       "uint32", "uint64", "result_type", "can_cast", "finfo", "iinfo", "isdtype",
+       "S4TFError", "ShapeError", "DTypeError", "IRError", "ConcretizationError", "ExecutionError"])

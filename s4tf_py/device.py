@@ -1,0 +1,95 @@
+"""Devices: which backend computes a Tensor's value.
+
+``s4.Device("reference")`` is the numpy interpreter (the correctness oracle); ``"llvm"`` and
+``"xla"`` are the compiling backends, available once their backends are installed. The
+default comes from ``S4TF_DEVICE`` or :func:`default_device`.
+
+Example:
+    >>> import s4tf_py as s4
+    >>> with s4.default_device(s4.Device("reference")):
+    ...     s4.ones((2,)).device
+    Device('reference')
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+KINDS = ("reference", "llvm", "xla")
+
+
+class Device:
+    """A place where tensors live and graphs run: ``Device(kind, kind=platform, ordinal=0)``.
+
+    ``Device("xla", kind="gpu", ordinal=0)`` names an accelerator; the first argument is the
+    backend, ``kind`` the PJRT platform for XLA (``"cpu"`` or ``"gpu"``).
+    """
+
+    __slots__ = ("backend", "platform", "ordinal", "_key")
+
+    def __init__(self, backend: str = "reference", kind: str | None = None, ordinal: int = 0):
+        if backend not in KINDS:
+            raise ValueError(f"unknown device {backend!r}; expected one of {', '.join(KINDS)}")
+        if kind is not None and backend != "xla":
+            raise ValueError(f"Device({backend!r}) takes no kind=; only 'xla' has platforms")
+        self.backend = backend
+        self.platform = kind or "cpu"
+        self.ordinal = int(ordinal)
+        self._key = (backend, self.platform, self.ordinal)
+
+    def __eq__(self, other):
+        return isinstance(other, Device) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        if self.backend == "xla":
+            return f"Device('xla', kind={self.platform!r}, ordinal={self.ordinal})"
+        return f"Device({self.backend!r})"
+
+
+def _parse_env() -> Device:
+    spec = os.environ.get("S4TF_DEVICE", "").strip()
+    if not spec:
+        return Device("reference")
+    parts = spec.split(":")
+    try:
+        if parts[0] == "xla":
+            return Device("xla", kind=parts[1] if len(parts) > 1 else None,
+                          ordinal=int(parts[2]) if len(parts) > 2 else 0)
+        return Device(parts[0])
+    except ValueError as e:
+        raise ValueError(f"S4TF_DEVICE={spec!r} is not a device: {e}") from None
+
+
+class _State(threading.local):
+    def __init__(self):
+        self.stack: list[Device] = []
+
+
+_state = _State()
+_process_default: Device | None = None
+
+
+def get_default_device() -> Device:
+    """The device new tensors are placed on."""
+    global _process_default
+    if _state.stack:
+        return _state.stack[-1]
+    if _process_default is None:
+        _process_default = _parse_env()
+    return _process_default
+
+
+@contextlib.contextmanager
+def default_device(device: Device):
+    """Place tensors created inside the block on ``device``."""
+    if not isinstance(device, Device):
+        raise TypeError(f"default_device expects an s4.Device, got {type(device).__name__}")
+    _state.stack.append(device)
+    try:
+        yield device
+    finally:
+        _state.stack.pop()

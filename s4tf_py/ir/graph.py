@@ -1,0 +1,124 @@
+"""The lazy graph: immutable, typed, hash-consed nodes.
+
+Every op on a Tensor calls :func:`bind`, which records a :class:`Node` and runs nothing. A node
+is either
+
+* a **leaf** holding a concrete backend buffer (``value`` set, ``prim`` None),
+* an **abstract leaf** (``prim`` None, ``value`` None): a placeholder while tracing a function,
+* an **op node** (``prim`` set) whose value is computed when someone reads it.
+
+Nodes are immutable, which is what makes Tensor copies O(1): two Tensors may share a node and
+neither can change it. Op nodes are hash-consed: binding the same primitive with the same params
+to the same input nodes returns the existing node, so repeated subexpressions are recorded once.
+When a node is materialized it keeps its value, drops its inputs (freeing the graph above it)
+and leaves the hash-cons table (its key named input ids that may now be reused).
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from .registry import AVal, Primitive
+
+# key -> node. Values are weak so a node lives only as long as a Tensor or another node needs it.
+_TABLE: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+
+
+class Node:
+    __slots__ = ("prim", "inputs", "params", "shape", "dtype", "weak", "value", "key",
+                 "device", "loc", "avals", "__weakref__")
+
+    def __init__(self, prim, inputs, params, shape, dtype, weak, device, value=None):
+        self.prim: Primitive | None = prim
+        self.inputs: tuple[Node, ...] = inputs
+        self.params: tuple = params          # tuple of (name, value) pairs, hashable
+        self.shape: tuple[int, ...] = shape
+        self.dtype: np.dtype = dtype
+        self.weak: bool = weak
+        self.value = value
+        self.key = None
+        self.device = device
+        self.loc = None
+        self.avals = None                     # tuple of AVal for multiple-result nodes
+
+    @property
+    def aval(self) -> AVal:
+        return AVal(self.shape, self.dtype, self.weak)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.prim is None or self.value is not None
+
+    @property
+    def is_abstract(self) -> bool:
+        return self.prim is None and self.value is None
+
+    def params_dict(self) -> dict:
+        return dict(self.params)
+
+    def __repr__(self):
+        what = "leaf" if self.prim is None else self.prim.name
+        return f"<Node {what} {self.aval}{' materialized' if self.value is not None else ''}>"
+
+
+def leaf(value, shape, dtype, weak, device) -> Node:
+    """A node for a concrete buffer."""
+    return Node(None, (), (), shape, dtype, weak, device, value)
+
+
+def abstract_leaf(shape, dtype, weak, device) -> Node:
+    """A placeholder standing for a function input while tracing."""
+    return Node(None, (), (), shape, dtype, weak, device, None)
+
+
+def bind(prim: Primitive, inputs: tuple, params: tuple, shape, dtype, weak, device) -> Node:
+    """Record (or find) the node ``prim(*inputs, **params)`` whose type is already known.
+
+    Callers compute the result type themselves (ops know it cheaply); :func:`bind_checked`
+    runs the registry's shape rule instead.
+    """
+    key = (prim, params, *map(id, inputs))
+    node = _TABLE.get(key)
+    if node is not None and node.value is None:
+        return node
+    node = Node(prim, inputs, params, shape, dtype, weak, device)
+    node.key = key
+    _TABLE[key] = node
+    if prim.record_location:
+        from ..errors import user_location
+        node.loc = user_location(2)
+    return node
+
+
+def bind_checked(prim: Primitive, inputs: tuple, params: tuple, device) -> Node:
+    """Record ``prim(*inputs, **params)``, typing the result with the primitive's shape rule."""
+    out = prim.shape_rule(*[n.aval for n in inputs], **dict(params))
+    if prim.multiple_results:
+        key = (prim, params, *map(id, inputs))
+        node = _TABLE.get(key)
+        if node is not None and node.value is None:
+            return node
+        node = Node(prim, inputs, params, (), None, False, device)
+        node.avals = tuple(out)
+        node.key = key
+        _TABLE[key] = node
+        if prim.record_location:
+            from ..errors import user_location
+            node.loc = user_location(2)
+        return node
+    return bind(prim, inputs, params, out.shape, out.dtype, out.weak, device)
+
+
+def forget(node: Node) -> None:
+    """Drop a materialized node's inputs and hash-cons entry."""
+    if node.key is not None:
+        if _TABLE.get(node.key) is node:
+            del _TABLE[node.key]
+        node.key = None
+    node.inputs = ()
+
+
+def pending_nodes() -> list[Node]:
+    """All live op nodes that have not been computed yet."""
+    return [n for n in list(_TABLE.values()) if n.value is None]

@@ -1,0 +1,230 @@
+"""``s4.compile`` (whole-function compilation cached by signature) and ``s4.trace``.
+
+Both run the Python body once with *abstract* tensors standing for the inputs, so the body's
+ops record a graph with no values. ``s4.trace`` returns that graph as an ``ir.Function``;
+``s4.compile`` compiles it and, on later calls with the same signature, runs the executable
+without running the Python body again.
+
+The signature of a call: the structure of the arguments, each Tensor's shape and dtype, each
+Python float as a weakly typed scalar input (so a changing learning rate does not retrace), and
+every other Python value (ints, bools, strings, None, tuples of those) as a static part of the
+key, as JAX's ``static_argnums`` would be.
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+
+from .. import dtypes as dt
+from .. import tree
+from ..backends import get_backend
+from ..device import get_default_device
+from ..errors import user_location
+from ..ir import graph
+from ..ir.function import collect, function_from_graph, structural_key
+from ..tensor import Tensor, wrap
+from .materialize import get_executable
+from .metrics import counters
+
+
+def _classify(leaf):
+    """('t', aval) for a tensor input, ('s', value) for a static one."""
+    if isinstance(leaf, Tensor):
+        n = leaf._node
+        return ("t", n.shape, n.dtype, n.weak, n.device)
+    if isinstance(leaf, float):
+        return ("f",)
+    try:
+        hash(leaf)
+    except TypeError:
+        raise TypeError(f"s4.compile: argument of type {type(leaf).__name__} is neither a Tensor "
+                        "nor a hashable static value") from None
+    return ("s", type(leaf), leaf)
+
+
+def _abstract_inputs(flat, kinds):
+    """Abstract tensors for the dynamic leaves, static leaves unchanged."""
+    device = get_default_device()
+    out = []
+    for v, k in zip(flat, kinds):
+        if k[0] == "t":
+            out.append(wrap(graph.abstract_leaf(k[1], k[2], k[3], k[4])))
+        elif k[0] == "f":
+            out.append(wrap(graph.abstract_leaf((), dt.default_float, True, device)))
+        else:
+            out.append(v)
+    return out
+
+
+#: how many traces are running (a compiled function called inside one is inlined)
+_trace_depth = [0]
+
+
+def is_tracing() -> bool:
+    return _trace_depth[0] > 0
+
+
+class _Entry:
+    __slots__ = ("executable", "out_tree", "out_static", "captured", "n_dynamic", "device",
+                 "function")
+
+
+class CompiledFunction:
+    """The callable :func:`compile` returns; ``.traces`` counts how often the body ran."""
+
+    def __init__(self, fn, device=None):
+        self.fn = fn
+        self.device = device
+        self._cache: dict = {}
+        self.traces = 0
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        flat, in_tree = tree.flatten((args, kwargs))
+        if _trace_depth[0]:        # called inside another trace: inline the body
+            return self.fn(*args, **kwargs)
+        kinds = tuple(_classify(v) for v in flat)
+        key = (in_tree, kinds)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._trace(flat, in_tree, kinds)
+            self._cache[key] = entry
+        inputs = []
+        for v, k in zip(flat, kinds):
+            if k[0] == "t":
+                n = v._node
+                if n.value is None:
+                    from .materialize import materialize
+                    materialize([n])
+                inputs.append(n.value)
+            elif k[0] == "f":
+                inputs.append(np.asarray(v, dtype=dt.default_float))
+        inputs.extend(leaf.value for leaf in entry.captured)
+        outs = entry.executable(inputs)
+        out_leaves = []
+        it = iter(outs)
+        for static, aval in entry.out_static:
+            if static is not _DYNAMIC:
+                out_leaves.append(static)
+            else:
+                out_leaves.append(wrap(graph.leaf(next(it), aval[0], aval[1], aval[2], entry.device)))
+        return tree.unflatten(entry.out_tree, out_leaves)
+
+    def _trace(self, flat, in_tree, kinds):
+        self.traces += 1
+        counters["function_traces"] += 1
+        abstract = _abstract_inputs(flat, kinds)
+        args, kwargs = tree.unflatten(in_tree, abstract)
+        _trace_depth[0] += 1
+        try:
+            result = self.fn(*args, **kwargs)
+        finally:
+            _trace_depth[0] -= 1
+        out_flat, out_tree = tree.flatten(result)
+        params = [a._node for a, k in zip(abstract, kinds) if k[0] in "tf"]
+        out_nodes, out_static = [], []
+        for o in out_flat:
+            if isinstance(o, Tensor):
+                out_nodes.append(o._node)
+                n = o._node
+                out_static.append((_DYNAMIC, (n.shape, n.dtype, n.weak)))
+            else:
+                out_static.append((o, None))
+        device = params[0].device if params else (out_nodes[0].device if out_nodes
+                                                  else get_default_device())
+        leaves, ops, slot = collect(out_nodes, stop_at_values=True)
+        param_ids = {id(p) for p in params}
+        captured = [l for l in leaves if id(l) not in param_ids]
+        for c in captured:
+            if c.value is None:
+                raise RuntimeError(
+                    f"s4.compile({getattr(self.fn, '__name__', 'fn')}): the body uses a tensor "
+                    "traced by an enclosing transformation that is not one of its inputs; pass it "
+                    "as an argument")
+        # parameters first (in argument order), then captured tensors (closures, globals)
+        ordered = params + captured
+        slot = dict(slot)
+        for i, n in enumerate(ordered):
+            slot[id(n)] = i
+        key = ("compile", structural_key(ordered, ops, slot, out_nodes))
+        backend = get_backend(device)
+        entry = _Entry()
+        entry.executable = _Runner(get_executable(
+            backend, key, lambda: function_from_graph(ordered, ops, slot, out_nodes,
+                                                      name=getattr(self.fn, "__name__", "fn")),
+            what=f"function {getattr(self.fn, '__name__', 'fn')}"))
+        entry.out_tree = out_tree
+        entry.out_static = out_static
+        entry.captured = captured
+        entry.device = device
+        return entry
+
+
+class _Runner:
+    __slots__ = ("exe",)
+
+    def __init__(self, exe):
+        self.exe = exe
+
+    def __call__(self, inputs):
+        return self.exe(inputs)
+
+
+_DYNAMIC = object()
+
+
+def compile(fn=None, *, device=None):  # noqa: A001 - the public name is fixed by the design
+    """Compile a whole function; later calls with the same signature skip the Python body.
+
+    >>> import s4tf_py as s4
+    >>> @s4.compile
+    ... def step(x, lr):
+    ...     return x - lr * x
+    >>> step(s4.ones((2,)), 0.5).tolist()
+    [0.5, 0.5]
+    >>> _ = step(s4.ones((2,)), 0.25)   # a new learning rate: same executable
+    >>> step.traces
+    1
+    """
+    if fn is None:
+        return lambda f: CompiledFunction(f, device)
+    return CompiledFunction(fn, device)
+
+
+def trace(f, *args, optimize: bool = False, **kwargs):
+    """The ``ir.Function`` that ``f(*args, **kwargs)`` records (nothing runs).
+
+    >>> import s4tf_py as s4
+    >>> print(s4.trace(lambda a: (a * a).sum(), s4.ones((2, 2))))
+    func @lambda(%0: f32[2,2]) -> (f32[]) {
+      %1 = mul(%0, %0) : f32[2,2]
+      %2 = reduce_sum(%1) {axes=(0, 1)} : f32[]
+      return %2
+    }
+    """
+    flat, in_tree = tree.flatten((args, kwargs))
+    kinds = tuple(_classify(v) for v in flat)
+    abstract = _abstract_inputs(flat, kinds)
+    a, kw = tree.unflatten(in_tree, abstract)
+    _trace_depth[0] += 1
+    try:
+        result = f(*a, **kw)
+    finally:
+        _trace_depth[0] -= 1
+    out_flat, _ = tree.flatten(result)
+    out_nodes = [o._node for o in out_flat if isinstance(o, Tensor)]
+    params = [x._node for x, k in zip(abstract, kinds) if k[0] in "tf"]
+    leaves, ops, slot = collect(out_nodes)
+    param_ids = {id(p) for p in params}
+    ordered = params + [l for l in leaves if id(l) not in param_ids]
+    slot = dict(slot)
+    for i, n in enumerate(ordered):
+        slot[id(n)] = i
+    name = getattr(f, "__name__", "fn").strip("<>")
+    fn = function_from_graph(ordered, ops, slot, out_nodes, name=name)
+    if optimize:
+        from ..ir.passes import optimize as _opt
+        fn = _opt(fn)
+    return fn

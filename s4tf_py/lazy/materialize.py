@@ -1,0 +1,228 @@
+"""Running the lazy graph: slicing it, looking up (or compiling) an executable, storing results.
+
+Reading a tensor's value calls :func:`materialize`, which
+
+1. collects the smallest slice of the graph that produces the requested nodes;
+2. also returns every intermediate node of that slice that some other live Tensor still holds
+   (so reading ``loss`` does not make a later read of ``hidden`` recompute it);
+3. builds the structural key (primitives, params, wiring, input shapes/dtypes) and looks it up
+   in the executable cache of the device's backend; on a miss it builds the ``ir.Function``,
+   optimizes it and compiles it;
+4. donates input buffers that nothing else can see any more (so ``t[i] = v`` on a tensor whose
+   old value is held by nobody else updates the buffer in place);
+5. stores each result in its node, which then forgets its inputs, freeing the graph above it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from ..backends import get_backend
+from ..errors import ConcretizationError, format_location
+from ..ir import graph
+from ..ir.function import collect, function_from_graph, structural_key
+from .metrics import counters, per_backend
+
+_log = logging.getLogger("s4tf_py.compile")
+_getrefcount = sys.getrefcount
+
+#: backend name -> {structural key: executable}
+_EXECUTABLES: dict[str, dict] = {}
+#: backend name -> {op-sequence signature: last key}, to explain cache misses
+_SEEN_SHAPES: dict[str, dict] = {}
+
+
+def log_compiles() -> bool:
+    return os.environ.get("S4TF_LOG_COMPILES", "") not in ("", "0", "false", "False")
+
+
+def explain_miss(backend: str, key: tuple, fn_name: str = "graph") -> str:
+    """Why ``key`` missed the cache: a new structure, or which inputs/params changed."""
+    seen = _SEEN_SHAPES.setdefault(backend, {})
+    sig = tuple((k[0].name if hasattr(k[0], "name") else k[0]) for k in key[1:-1])
+    prev = seen.get(sig)
+    seen[sig] = key
+    if prev is None:
+        return f"first compile of this {fn_name} structure ({len(key) - 2} ops)"
+    reasons = []
+    if prev[0] != key[0]:
+        for i, (a, b) in enumerate(zip(prev[0], key[0])):
+            if a != b:
+                reasons.append(f"input %{i} changed from {_fmt(a)} to {_fmt(b)}")
+        if len(prev[0]) != len(key[0]):
+            reasons.append(f"number of inputs changed from {len(prev[0])} to {len(key[0])}")
+    for i, (a, b) in enumerate(zip(prev[1:-1], key[1:-1])):
+        if a != b:
+            name = a[0].name if hasattr(a[0], "name") else a[0]
+            reasons.append(f"op #{i} ({name}) changed params or wiring")
+            break
+    if prev[-1] != key[-1]:
+        reasons.append("a different set of outputs was requested")
+    return "; ".join(reasons[:4]) or "structure changed"
+
+
+def _fmt(a):
+    from ..dtypes import SHORT_NAME
+    shape, dtype, weak = a
+    return f"{SHORT_NAME[dtype]}[{','.join(map(str, shape))}]{'~' if weak else ''}"
+
+
+def get_executable(backend, key, build_function, what="graph"):
+    """The cached executable for ``key``, compiling ``build_function()`` on a miss."""
+    cache = _EXECUTABLES.setdefault(backend.name, {})
+    stats = per_backend[backend.name]
+    exe = cache.get(key)
+    if exe is not None:
+        stats["cache_hits"] += 1
+        counters["cache_hits"] += 1
+        return exe
+    stats["cache_misses"] += 1
+    counters["cache_misses"] += 1
+    t0 = time.perf_counter()
+    fn = build_function()
+    from ..ir.passes import optimize
+    fn = optimize(fn)
+    exe = backend.compile(fn)
+    dt_ = time.perf_counter() - t0
+    stats["compile_seconds"] += dt_
+    if log_compiles():
+        msg = (f"s4tf_py: compiled a {what} for {backend.name} in {dt_ * 1e3:.1f} ms "
+               f"({len(fn.eqns)} eqns): {explain_miss(backend.name, key, what)}")
+        _log.warning(msg)
+    cache[key] = exe
+    return exe
+
+
+def clear_caches() -> None:
+    """Forget every compiled executable (the next run of each graph compiles again)."""
+    _EXECUTABLES.clear()
+    _SEEN_SHAPES.clear()
+
+
+def materialize(nodes) -> None:
+    """Compute the values of ``nodes`` (op nodes of the lazy graph) and store them."""
+    targets = []
+    ids = set()
+    for n in nodes:
+        if n.value is None and id(n) not in ids:
+            if n.prim is None:
+                _raise_abstract(n)
+            ids.add(id(n))
+            targets.append(n)
+    if not targets:
+        return
+    leaves, ops, slot = collect(targets)
+    for leaf in leaves:
+        if leaf.value is None:
+            _raise_abstract(leaf)
+
+    consumers = _count_consumers(ops)
+
+    # Intermediates that a live Tensor (or a node outside this slice) still holds become outputs.
+    # References we account for: `ops` (1), the loop variable (1), getrefcount's argument (1),
+    # and one per consumer inside the slice.
+    outputs = list(targets)
+    for n in ops:
+        if id(n) not in ids and not n.prim.multiple_results and \
+                _getrefcount(n) > 3 + consumers.get(id(n), 0):
+            outputs.append(n)
+    del n
+
+    device = targets[0].device
+    backend = get_backend(device)
+    counters["materializations"] += 1
+    per_backend[backend.name]["traces"] += 1
+    counters["traces"] += 1
+    key = structural_key(leaves, ops, slot, outputs)
+    exe = get_executable(backend, key,
+                         lambda: function_from_graph(leaves, ops, slot, outputs))
+
+    # Donate the buffers of leaves that nothing outside this slice references: `leaves` (1),
+    # the loop variable (1), getrefcount's argument (1), one per consumer in the slice.
+    inputs = []
+    for leaf in leaves:
+        if leaf.prim is None and _getrefcount(leaf) <= 3 + consumers.get(id(leaf), 0):
+            inputs.append(leaf.value)
+            leaf.value = _DONATED
+            counters["buffer_donations"] += 1
+        else:
+            inputs.append(leaf.value)
+    del leaf, leaves
+    t0 = time.perf_counter()
+    results = exe(inputs)
+    per_backend[backend.name]["execute_seconds"] += time.perf_counter() - t0
+    for n, v in zip(outputs, results):
+        n.value = v
+    for n in outputs:
+        graph.forget(n)
+
+
+class _Donated:
+    """Marks a leaf whose buffer was handed to a computation that nobody else could see."""
+
+    def __repr__(self):
+        return "<donated buffer>"
+
+
+_DONATED = _Donated()
+
+
+def _raise_abstract(node):
+    where = f" (recorded at {format_location(node.loc)})" if node.loc else ""
+    raise ConcretizationError(
+        f"the value of a traced tensor {node.aval} was needed while tracing{where}. Inside "
+        "s4.compile or s4.trace the inputs are abstract: Python control flow on their values "
+        "(if/while on a tensor, .item(), .numpy(), bool()) cannot run. Pass the value as a "
+        "static Python argument, or use s4.where / s4.cond.")
+
+
+def to_host(node):
+    """The numpy value of a materialized node."""
+    return get_backend(node.device).to_host(node.value)
+
+
+def transfer(node, device):
+    """A leaf on ``device`` holding ``node``'s value."""
+    if node.value is None:
+        materialize([node])
+    host = to_host(node)
+    buf = get_backend(device).from_host(host)
+    return graph.leaf(buf, node.shape, node.dtype, node.weak, device)
+
+
+def barrier() -> None:
+    """Compute every pending value held by a live Tensor (S4TF's ``LazyTensorBarrier``).
+
+    Training loops call this once per step so that the graph does not grow across steps.
+    """
+    pending = graph.pending_nodes()
+    if not pending:
+        return
+    inside = _count_consumers(pending)
+    # referenced by: `pending` (1), loop variable (1), getrefcount arg (1), pending consumers
+    held = [n for n in pending if not n.prim.multiple_results and not n.is_abstract and
+            _getrefcount(n) > 3 + inside.get(id(n), 0)]
+    del pending
+    by_device: dict = {}
+    for n in held:
+        if not _depends_on_abstract(n):
+            by_device.setdefault(n.device, []).append(n)
+    del held
+    for nodes in by_device.values():
+        materialize(nodes)
+
+
+def _count_consumers(nodes) -> dict[int, int]:
+    """id(node) -> how many of ``nodes`` read it (a function, so no loop variable lingers)."""
+    count: dict[int, int] = {}
+    for n in nodes:
+        for i in n.inputs:
+            count[id(i)] = count.get(id(i), 0) + 1
+    return count
+
+
+def _depends_on_abstract(node) -> bool:
+    leaves, _, _ = collect([node])
+    return any(l.is_abstract for l in leaves)

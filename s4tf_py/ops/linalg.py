@@ -1,0 +1,2 @@
+"""(being written by the ops helper)"""
+__all__: list[str] = []
