@@ -21,8 +21,10 @@ import numpy as np
 
 from .registry import AVal, Primitive
 
-# key -> node. Values are weak so a node lives only as long as a Tensor or another node needs it.
-_TABLE: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+# key -> weakref to node. Weak so a node lives only as long as a Tensor or another node needs
+# it; a dying node removes its own entry (Node.__del__), cheaper than WeakValueDictionary.
+_TABLE: dict = {}
+_ref = weakref.ref
 
 
 class Node:
@@ -41,6 +43,10 @@ class Node:
         self.device = device
         self.loc = None
         self.avals = None                     # tuple of AVal for multiple-result nodes
+
+    def __del__(self):
+        if self.key is not None:
+            _TABLE.pop(self.key, None)
 
     @property
     def aval(self) -> AVal:
@@ -79,12 +85,14 @@ def bind(prim: Primitive, inputs: tuple, params: tuple, shape, dtype, weak, devi
     runs the registry's shape rule instead.
     """
     key = (prim, params, *map(id, inputs))
-    node = _TABLE.get(key)
-    if node is not None and node.value is None:
-        return node
+    r = _TABLE.get(key)
+    if r is not None:
+        node = r()
+        if node is not None and node.value is None:
+            return node
     node = Node(prim, inputs, params, shape, dtype, weak, device)
     node.key = key
-    _TABLE[key] = node
+    _TABLE[key] = _ref(node)
     if prim.record_location:
         from ..errors import user_location
         node.loc = user_location(2)
@@ -96,13 +104,14 @@ def bind_checked(prim: Primitive, inputs: tuple, params: tuple, device) -> Node:
     out = prim.shape_rule(*[n.aval for n in inputs], **dict(params))
     if prim.multiple_results:
         key = (prim, params, *map(id, inputs))
-        node = _TABLE.get(key)
+        r = _TABLE.get(key)
+        node = r() if r is not None else None
         if node is not None and node.value is None:
             return node
         node = Node(prim, inputs, params, (), None, False, device)
         node.avals = tuple(out)
         node.key = key
-        _TABLE[key] = node
+        _TABLE[key] = _ref(node)
         if prim.record_location:
             from ..errors import user_location
             node.loc = user_location(2)
@@ -113,7 +122,8 @@ def bind_checked(prim: Primitive, inputs: tuple, params: tuple, device) -> Node:
 def forget(node: Node) -> None:
     """Drop a materialized node's inputs and hash-cons entry."""
     if node.key is not None:
-        if _TABLE.get(node.key) is node:
+        r = _TABLE.get(node.key)
+        if r is not None and r() is node:
             del _TABLE[node.key]
         node.key = None
     node.inputs = ()
@@ -121,4 +131,5 @@ def forget(node: Node) -> None:
 
 def pending_nodes() -> list[Node]:
     """All live op nodes that have not been computed yet."""
-    return [n for n in list(_TABLE.values()) if n.value is None]
+    nodes = [r() for r in list(_TABLE.values())]
+    return [n for n in nodes if n is not None and n.value is None]

@@ -94,12 +94,6 @@ class Primitive:
     def __repr__(self):
         return f"<primitive {self.name}>"
 
-    def __hash__(self):
-        return id(self)
-
-    def __eq__(self, other):
-        return self is other
-
 
 REGISTRY: dict[str, Primitive] = {}
 

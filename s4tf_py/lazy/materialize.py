@@ -139,17 +139,8 @@ def materialize(nodes) -> None:
     exe = get_executable(backend, key,
                          lambda: function_from_graph(leaves, ops, slot, outputs))
 
-    # Donate the buffers of leaves that nothing outside this slice references: `leaves` (1),
-    # the loop variable (1), getrefcount's argument (1), one per consumer in the slice.
-    inputs = []
-    for leaf in leaves:
-        if leaf.prim is None and _getrefcount(leaf) <= 3 + consumers.get(id(leaf), 0):
-            inputs.append(leaf.value)
-            leaf.value = _DONATED
-            counters["buffer_donations"] += 1
-        else:
-            inputs.append(leaf.value)
-    del leaf, leaves
+    inputs = _take_inputs(leaves, consumers)
+    del leaves
     t0 = time.perf_counter()
     results = exe(inputs)
     per_backend[backend.name]["execute_seconds"] += time.perf_counter() - t0
@@ -157,6 +148,24 @@ def materialize(nodes) -> None:
         n.value = v
     for n in outputs:
         graph.forget(n)
+
+
+def _take_inputs(leaves, consumers) -> list:
+    """The leaves' buffers, donating those that nothing outside the slice references.
+
+    References to a leaf we account for: ``leaves`` (1), the loop variable (1), getrefcount's
+    argument (1) and one per consumer inside the slice. A donated leaf gives up its buffer, so
+    the executable may overwrite it (functional updates then run in place).
+    """
+    inputs = []
+    for leaf in leaves:
+        if _getrefcount(leaf) <= 3 + consumers.get(id(leaf), 0):
+            inputs.append(leaf.value)
+            leaf.value = _DONATED
+            counters["buffer_donations"] += 1
+        else:
+            inputs.append(leaf.value)
+    return inputs
 
 
 class _Donated:

@@ -3,7 +3,7 @@
 >>> import s4tf_py as s4
 >>> m = s4.metrics()
 >>> sorted(m)[:3]
-['buffer_donations', 'cache_hits', 'cache_misses']
+['backends', 'buffer_donations', 'cache_hits']
 """
 from __future__ import annotations
 

@@ -26,6 +26,13 @@ from ..tensor import Tensor, wrap
 SPECIAL_SCALARS = (0, 1)
 
 
+def _scalar_leaf(value: float, dtype, device) -> Node:
+    """scalar_node for a Python float meeting a floating tensor (the hot case: x * 0.5)."""
+    if value == 0.0 or value == 1.0:
+        return scalar_node(value, dtype, device)
+    return Node(None, (), (), (), dtype, True, device, np.array(value, dtype=dtype))
+
+
 def scalar_node(value, dtype, device) -> Node:
     """A weakly typed scalar of ``dtype`` holding the Python number ``value``."""
     if value in SPECIAL_SCALARS:
@@ -89,6 +96,9 @@ def operand_nodes(op: str, *args) -> tuple[list[Node], np.dtype, bool]:
         elif n.dtype != dtype:
             nodes[i] = bind(CONVERT, (n,), (("dtype", dtype),), n.shape, dtype, weak, n.device)
     return nodes, dtype, weak
+
+
+_FLOATS = frozenset(dt.FLOATING)
 
 
 # ---- broadcasting --------------------------------------------------------------------------------
@@ -156,11 +166,21 @@ def _low_precision_safe(fn):
     return impl
 
 
+_KIND_CHECK = {
+    "float": dt.is_floating,
+    "numeric": lambda d: d != dt.bool_,
+    "int": dt.is_integer,
+    "int_or_bool": lambda d: d == dt.bool_ or dt.is_integer(d),
+    "bool": lambda d: d == dt.bool_,
+    "any": lambda d: True,
+}
+
+
 def unary_primitive(name, fn, *, kinds="float", differentiable=True, doc="", **slots):
     """An elementwise one-operand primitive. ``kinds``: which dtypes it accepts."""
     impl = _low_precision_safe(fn) if kinds != "bool" else (lambda x: np.asarray(fn(x)))
     prim = define(name, _elementwise_rule, impl, differentiable=differentiable, doc=doc, **slots)
-    prim.extra["kinds"] = kinds
+    _set_kinds(prim, kinds)
     return prim
 
 
@@ -174,18 +194,15 @@ def binary_primitive(name, fn, *, kinds="numeric", compare=False, differentiable
         rule = _elementwise_rule
     prim = define(name, rule, impl, differentiable=differentiable and not compare, doc=doc,
                   **slots)
-    prim.extra["kinds"] = kinds
+    _set_kinds(prim, kinds)
     return prim
 
 
-_KIND_CHECK = {
-    "float": dt.is_floating,
-    "numeric": lambda d: d != dt.bool_,
-    "int": dt.is_integer,
-    "int_or_bool": lambda d: d == dt.bool_ or dt.is_integer(d),
-    "bool": lambda d: d == dt.bool_,
-    "any": lambda d: True,
-}
+def _set_kinds(prim, kinds):
+    prim.extra["kinds"] = kinds
+    prim.extra["accepts"] = frozenset(d for d in dt.ALL_DTYPES if _KIND_CHECK[kinds](d))
+
+
 
 
 def apply_unary(prim, x, *, promote_int=True):
@@ -208,6 +225,38 @@ def apply_unary(prim, x, *, promote_int=True):
 
 def apply_binary(prim, a, b):
     """Record ``prim(a, b)`` with promotion and numpy broadcasting."""
+    # fast paths for the common cases; everything else goes through operand_nodes
+    ta, tb = type(a), type(b)
+    if ta is Tensor:
+        na = a._node
+        if tb is Tensor:
+            nb = b._node
+            fast = (na.dtype is nb.dtype and na.weak is nb.weak and na.shape == nb.shape
+                    and na.device is nb.device)
+        elif tb is float and na.dtype in _FLOATS:
+            nb = _scalar_leaf(b, na.dtype, na.device)
+            fast = True
+        else:
+            fast = False
+    elif ta is float and tb is Tensor and b._node.dtype in _FLOATS:
+        nb = b._node
+        na = _scalar_leaf(a, nb.dtype, nb.device)
+        fast = True
+    else:
+        fast = False
+    if fast and na.dtype in prim.extra["accepts"]:
+        if prim.shape_rule is _compare_rule:
+            dtype, weak = dt.bool_, False
+        else:
+            dtype, weak = na.dtype, na.weak and nb.weak
+        shape = na.shape
+        if nb.shape != shape:
+            shape = _broadcast_shapes(shape, nb.shape)
+            if shape is None:
+                raise op_error(ShapeError, prim.name,
+                               f"shapes {na.shape} and {nb.shape} cannot be broadcast together",
+                               [a, b])
+        return wrap(bind(prim, (na, nb), (), shape, dtype, weak, na.device))
     (na, nb), dtype, weak = operand_nodes(prim.name, a, b)
     kinds = prim.extra["kinds"]
     if not _KIND_CHECK[kinds](dtype):
