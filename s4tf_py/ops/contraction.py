@@ -227,3 +227,11 @@ def einsum(subscripts: str, *operands) -> Tensor:
         raise op_error(ValueError, "einsum", f"output {out!r} names an index not in the inputs", ops)
     perm = tuple(s.index(c) for c in out)
     return permute_dims(o, perm) if perm != tuple(range(len(perm))) else o
+
+
+_DOCS = {
+    vecdot: "Dot product of vectors along ``axis`` (array API ``vecdot``).",
+    outer: "Outer product: every element of ``x1`` times every element of ``x2``.",
+}
+for _f, _d in _DOCS.items():
+    _f.__doc__ = _d

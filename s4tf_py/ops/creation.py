@@ -197,3 +197,18 @@ def meshgrid(*arrays, indexing="xy") -> list[Tensor]:
         s[axis] = a.shape[0]
         out.append(broadcast_to(reshape(a, tuple(s)), tuple(shape)))
     return out
+
+
+_DOCS = {
+    ones: "A tensor of ones (float32 unless ``dtype`` says otherwise).",
+    zeros_like: "Zeros with ``x``'s shape (and dtype unless given).",
+    ones_like: "Ones with ``x``'s shape (and dtype unless given).",
+    empty_like: "Array API ``empty_like``: zeros, as there is no uninitialized memory.",
+    full_like: "``fill_value`` with ``x``'s shape (and dtype unless given).",
+    iota: "0, 1, 2, ... along ``dimension`` of a tensor of ``shape``.",
+    triu: "Zero the elements below the ``k``-th diagonal of the last two axes.",
+    from_dlpack: "A Tensor holding a copy of a DLPack-exporting array's values.",
+    meshgrid: "Coordinate grids from 1-D tensors (``indexing='xy'`` or ``'ij'``).",
+}
+for _f, _d in _DOCS.items():
+    _f.__doc__ = _d

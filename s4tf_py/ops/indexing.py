@@ -575,3 +575,15 @@ def unique_all(x, /):
     return (Tensor(v, device=d), Tensor(i.astype(dt.default_index), device=d),
             Tensor(inv.reshape(x.shape).astype(dt.default_index), device=d),
             Tensor(c.astype(dt.default_index), device=d))
+
+
+_DOCS = {
+    argsort: "Indices that sort ``x`` along ``axis`` (stable).",
+    take_along_axis: "Pick from ``x`` with ``indices`` shaped like ``x`` (numpy's take_along_axis).",
+    unique_values: "Sorted distinct values (materializes: the shape depends on the data).",
+    unique_counts: "Distinct values and how often each occurs (materializes).",
+    unique_inverse: "Distinct values and, per element, the index of its value (materializes).",
+    unique_all: "Distinct values, first indices, inverse indices and counts (materializes).",
+}
+for _f, _d in _DOCS.items():
+    _f.__doc__ = _d

@@ -498,3 +498,58 @@ def hard_swish(x, /):
 
 def log_sigmoid(x, /):
     return -softplus(-to_tensor(x))
+
+
+# one-line docstrings of the simple elementwise functions (numpy's meaning in each case)
+_DOCS = {
+    subtract: "Elementwise ``x1 - x2`` with broadcasting and promotion.",
+    multiply: "Elementwise ``x1 * x2`` with broadcasting and promotion.",
+    remainder: "Elementwise remainder with the sign of the divisor (numpy and Python's ``%``).",
+    pow: "Elementwise ``x1 ** x2``.",
+    maximum: "Elementwise maximum (NaN propagates).",
+    minimum: "Elementwise minimum (NaN propagates).",
+    atan2: "Elementwise arc tangent of ``x1 / x2`` choosing the quadrant.",
+    nextafter: "The next representable float after ``x1`` towards ``x2``.",
+    hypot: "sqrt(x1² + x2²).",
+    copysign: "``|x1|`` with the sign of ``x2``.",
+    signbit: "True where the sign bit is set (including -0.0).",
+    logaddexp: "log(exp(x1) + exp(x2)) computed stably.",
+    negative: "Elementwise ``-x``.",
+    positive: "Elementwise ``+x`` (a new value equal to ``x``).",
+    square: "Elementwise ``x * x``.",
+    reciprocal: "Elementwise ``1 / x``.",
+    equal: "Elementwise ``x1 == x2`` (bool).",
+    not_equal: "Elementwise ``x1 != x2`` (bool).",
+    less: "Elementwise ``x1 < x2`` (bool).",
+    less_equal: "Elementwise ``x1 <= x2`` (bool).",
+    greater: "Elementwise ``x1 > x2`` (bool).",
+    greater_equal: "Elementwise ``x1 >= x2`` (bool).",
+    logical_and: "Elementwise logical and (non-bool operands are compared with zero).",
+    logical_or: "Elementwise logical or.",
+    logical_xor: "Elementwise logical exclusive or.",
+    logical_not: "Elementwise logical not.",
+    bitwise_and: "Elementwise bitwise and of integer or bool tensors.",
+    bitwise_or: "Elementwise bitwise or of integer or bool tensors.",
+    bitwise_xor: "Elementwise bitwise xor of integer or bool tensors.",
+    bitwise_invert: "Elementwise bitwise not (``~x``).",
+    bitwise_left_shift: "Elementwise ``x1 << x2`` on integers.",
+    bitwise_right_shift: "Elementwise ``x1 >> x2`` on integers (arithmetic for signed types).",
+    isfinite: "True where the value is neither infinite nor NaN.",
+    isinf: "True where the value is +inf or -inf.",
+    isnan: "True where the value is NaN.",
+    abs: "Elementwise absolute value.",
+    sign: "-1, 0 or 1 by the sign of each element.",
+    log2: "Base-2 logarithm.",
+    log10: "Base-10 logarithm.",
+    exp2: "2 ** x.",
+    cbrt: "Real cube root.",
+    relu6: "min(max(x, 0), 6).",
+    elu: "x if x > 0 else alpha * (exp(x) - 1).",
+    selu: "Scaled ELU with the self-normalizing constants of Klambauer et al.",
+    mish: "x * tanh(softplus(x)).",
+    softsign: "x / (1 + |x|).",
+    hard_swish: "x * hard_sigmoid(x).",
+    log_sigmoid: "log(sigmoid(x)) computed stably.",
+}
+for _f, _d in _DOCS.items():
+    _f.__doc__ = _d

@@ -276,3 +276,20 @@ def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False) -> Ten
 def count_nonzero(x, /, *, axis=None, keepdims=False) -> Tensor:
     from .math import not_equal
     return sum(not_equal(to_tensor(x), 0).astype(dt.default_int), axis=axis, keepdims=keepdims)
+
+
+_DOCS = {
+    prod: "Product over ``axis`` (all axes when None).",
+    max: "Maximum over ``axis`` (all axes when None); an empty axis is an error.",
+    min: "Minimum over ``axis`` (all axes when None); an empty axis is an error.",
+    any: "True if any element along ``axis`` is true (non-zero).",
+    all: "True if every element along ``axis`` is true (non-zero).",
+    std: "Standard deviation with ``correction`` degrees of freedom removed.",
+    argmin: "Index of the (first) minimum; over the flattened tensor when ``axis`` is None.",
+    cumprod: "Running product along ``axis`` (flattened when None).",
+    cummax: "Running maximum along ``axis``.",
+    cummin: "Running minimum along ``axis``.",
+    count_nonzero: "Number of non-zero elements along ``axis``.",
+}
+for _f, _d in _DOCS.items():
+    _f.__doc__ = _d

@@ -443,3 +443,18 @@ def pad(x, /, pad_width, mode="constant", constant_values=0) -> Tensor:
 def atleast_1d(x):
     x = to_tensor(x)
     return reshape(x, (1,)) if x.ndim == 0 else x
+
+
+_DOCS = {
+    matrix_transpose: "Swap the last two axes.",
+    swapaxes: "Exchange two axes.",
+    moveaxis: "Move axes to new positions, keeping the order of the others.",
+    broadcast_arrays: "Broadcast tensors against each other (numpy rules).",
+    flip: "Reverse the order of elements along ``axis`` (all axes when None).",
+    tile: "Repeat the whole tensor ``repetitions`` times along each axis.",
+    repeat: "Repeat each element ``repeats`` times along ``axis`` (flattened when None).",
+    unstack: "Split along ``axis`` into a tuple of tensors with that axis removed.",
+    atleast_1d: "A 0-d tensor as shape (1,), anything else unchanged.",
+}
+for _f, _d in _DOCS.items():
+    _f.__doc__ = _d
