@@ -263,7 +263,10 @@ class Tensor:
     def __repr__(self):
         if self._node.is_abstract:
             return f"Tensor(<traced {describe(self)}>)"
-        body = np.array2string(self._value(), separator=", ", prefix="Tensor(")
+        v = self._value()
+        if v.dtype in dt.LOW_PRECISION:
+            v = v.astype(np.float32)     # numpy prints bfloat16 poorly
+        body = np.array2string(v, separator=", ", prefix="Tensor(")
         extra = ""
         if self.dtype not in (dt.float32, dt.int32, dt.bool_):
             extra = f", dtype={self.dtype}"

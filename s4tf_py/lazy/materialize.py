@@ -179,12 +179,13 @@ _DONATED = _Donated()
 
 
 def _raise_abstract(node):
-    where = f" (recorded at {format_location(node.loc)})" if node.loc else ""
+    from ..errors import user_location
     raise ConcretizationError(
-        f"the value of a traced tensor {node.aval} was needed while tracing{where}. Inside "
-        "s4.compile or s4.trace the inputs are abstract: Python control flow on their values "
-        "(if/while on a tensor, .item(), .numpy(), bool()) cannot run. Pass the value as a "
-        "static Python argument, or use s4.where / s4.cond.")
+        f"the value of a traced tensor {node.aval} was needed while tracing, at "
+        f"{format_location(user_location(2))}. Inside s4.compile or s4.trace the inputs are "
+        "abstract: Python control flow on their values (if/while on a tensor, .item(), "
+        ".numpy(), bool()) cannot run there. Pass the value as a static Python argument, "
+        "or use s4.where.")
 
 
 def to_host(node):
