@@ -17,6 +17,12 @@ from .errors import (ConcretizationError, DTypeError, ExecutionError, IRError, S
                      ShapeError)
 from .lazy import barrier, clear_caches, compile, metrics, reset_metrics, trace
 from .tensor import Tensor
+from .array_api_info import __array_namespace_info__
+from .autodiff import (Differentiable, DifferentiationError, check_grads, derivative,
+                       differentiable, differentiable_function, differentiable_struct, gradient,
+                       jvp, no_derivative, pullback, value_with_differential, value_with_gradient,
+                       value_with_pullback, with_derivative, with_recomputation_in_pullbacks,
+                       without_derivative)
 from .ops import *  # noqa: F401,F403  (the op namespace; ops/__init__.py lists it explicitly)
 from .ops import __all__ as _ops_all
 
@@ -30,8 +36,12 @@ nan = float("nan")
 newaxis = None
 
 __all__ = sorted(
-    list(_ops_all) + ["Tensor", "Device", "default_device", "get_default_device", "barrier", "compile", "trace",
+    list(_ops_all) + ["__array_namespace_info__", "Tensor", "Device", "default_device", "get_default_device", "barrier", "compile", "trace",
        "metrics", "reset_metrics", "clear_caches", "dtypes", "ir", "tree", "linalg", "nn", "random", "bfloat16", "bool_",
        "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
        "uint32", "uint64", "result_type", "can_cast", "finfo", "iinfo", "isdtype",
+       "Differentiable", "DifferentiationError", "check_grads", "derivative", "differentiable",
+       "differentiable_function", "differentiable_struct", "gradient", "jvp", "no_derivative",
+       "pullback", "value_with_differential", "value_with_gradient", "value_with_pullback",
+       "with_derivative", "with_recomputation_in_pullbacks", "without_derivative",
        "S4TFError", "ShapeError", "DTypeError", "IRError", "ConcretizationError", "ExecutionError"])

@@ -89,8 +89,9 @@ def canonical(dtype) -> np.dtype:
     except TypeError:
         dt = None
     if dt is None or dt not in SHORT_NAME:
+        from .errors import DTypeError
         supported = ", ".join(sorted(_BY_NAME))
-        raise TypeError(f"unsupported dtype {dtype!r}; s4tf_py supports {supported}")
+        raise DTypeError(f"unsupported dtype {dtype!r}; s4tf_py supports {supported}")
     return dt
 
 
@@ -132,7 +133,12 @@ PROMOTION_TABLE: dict[tuple[np.dtype, np.dtype], np.dtype] = {
 def promote(a: np.dtype, a_weak: bool, b: np.dtype, b_weak: bool) -> tuple[np.dtype, bool]:
     """Result dtype and weakness of combining two typed values (weak = came from a Python scalar)."""
     if a_weak == b_weak:
-        return PROMOTION_TABLE[a, b], a_weak
+        r = PROMOTION_TABLE[a, b]
+        if r in FLOATING and a not in FLOATING and b not in FLOATING:
+            # signed + uint64 has no integer type: JAX's lattice joins them at the *weak*
+            # default float, which keeps promotion associative ((i8 + u64) + f16 is f16)
+            return r, True
+        return r, a_weak
     strong, weak = (b, a) if a_weak else (a, b)
     # A weak scalar adopts the strong operand's type unless its kind is "higher".
     if weak in FLOATING and strong not in FLOATING:

@@ -216,15 +216,10 @@ class Tensor:
         return v
 
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
-        kw = {}
-        if max_version is not None:
-            kw["max_version"] = max_version
-        v = self.numpy() if not copy else self._value().copy()
-        try:
-            return v.__dlpack__(**kw)
-        except BufferError:
-            # old DLPack consumers cannot be told a buffer is read-only: hand them a copy
-            return self._value().copy().__dlpack__(**kw)
+        """Export a *copy* of the value: DLPack consumers (torch) may write into what they get,
+        which must never change this Tensor (value semantics)."""
+        kw = {} if max_version is None else {"max_version": max_version}
+        return self._value().copy().__dlpack__(**kw)
 
     def __dlpack_device__(self):
         return (1, 0)  # kDLCPU

@@ -29,7 +29,7 @@ _ref = weakref.ref
 
 class Node:
     __slots__ = ("prim", "inputs", "params", "shape", "dtype", "weak", "value", "key",
-                 "device", "loc", "avals", "__weakref__")
+                 "device", "loc", "avals", "aux", "keep", "__weakref__")
 
     def __init__(self, prim, inputs, params, shape, dtype, weak, device, value=None):
         self.prim: Primitive | None = prim
@@ -43,6 +43,8 @@ class Node:
         self.device = device
         self.loc = None
         self.avals = None                     # tuple of AVal for multiple-result nodes
+        self.aux = None                       # non-structural data (custom pullbacks, hooks)
+        self.keep = False                     # keep inputs after materializing (autodiff needs them)
 
     def __del__(self):
         if self.key is not None:
@@ -119,14 +121,31 @@ def bind_checked(prim: Primitive, inputs: tuple, params: tuple, device) -> Node:
     return bind(prim, inputs, params, out.shape, out.dtype, out.weak, device)
 
 
+#: while > 0 (a function is being differentiated) materialized nodes keep their inputs, so a
+#: read inside the function (Python control flow on a value) does not cut the graph
+keep_inputs = [0]
+
+
 def forget(node: Node) -> None:
-    """Drop a materialized node's inputs and hash-cons entry."""
+    """Drop a materialized node's inputs (unless autodiff needs them) and hash-cons entry."""
     if node.key is not None:
         r = _TABLE.get(node.key)
         if r is not None and r() is node:
             del _TABLE[node.key]
         node.key = None
-    node.inputs = ()
+    if not node.keep and not keep_inputs[0]:
+        node.inputs = ()
+
+
+def bind_unique(prim: Primitive, inputs: tuple, params: tuple, shape, dtype, weak, device,
+                aux=None) -> Node:
+    """Record a node that is never merged with another (it carries ``aux`` data or identity)."""
+    node = Node(prim, inputs, params, shape, dtype, weak, device)
+    node.aux = aux
+    if prim.record_location:
+        from ..errors import user_location
+        node.loc = user_location(2)
+    return node
 
 
 def pending_nodes() -> list[Node]:

@@ -119,3 +119,27 @@ def get(name: str) -> Primitive:
 
 def all_primitives() -> list[Primitive]:
     return list(REGISTRY.values())
+
+
+def defvjp(prim: Primitive, rule=None):
+    """Set ``prim``'s reverse-mode rule: ``rule(ct, *inputs, out, **params) -> cotangents``.
+
+    ``ct`` is the output cotangent (a tuple for multiple-result primitives), ``inputs`` and
+    ``out`` are Tensors; the rule returns one cotangent per input (None for "zero" or for
+    inputs that carry no derivative). Usable as a decorator.
+    """
+    def set_rule(fn):
+        prim.vjp = fn
+        return fn
+    return set_rule(rule) if rule is not None else set_rule
+
+
+def defjvp(prim: Primitive, rule=None):
+    """Set ``prim``'s forward-mode rule: ``rule(tangents, *inputs, out, **params) -> tangent``.
+
+    ``tangents`` has one entry per input (None where the tangent is zero).
+    """
+    def set_rule(fn):
+        prim.jvp = fn
+        return fn
+    return set_rule(rule) if rule is not None else set_rule

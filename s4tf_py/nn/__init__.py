@@ -1,4 +1,5 @@
-"""``s4.nn``: neural-network functions (``s4.nn.functional``); layers arrive with the autodiff issue."""
+"""``s4.nn``: layers (``Layer``, ``Dense``) and neural-network functions (``s4.nn.functional``)."""
 from . import functional
+from .layer import Dense, Layer, glorot_uniform
 
-__all__ = ["functional"]
+__all__ = ["functional", "Layer", "Dense", "glorot_uniform"]

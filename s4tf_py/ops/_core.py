@@ -18,6 +18,11 @@ from ..ir.graph import Node, bind, bind_checked
 from ..ir.registry import AVal, define
 from ..tensor import Tensor, wrap
 
+def contiguous(x) -> np.ndarray:
+    """``x`` as a C-contiguous array, keeping 0-d arrays 0-d (np.ascontiguousarray does not)."""
+    return np.asarray(x, order="C")
+
+
 # ---- operand conversion -----------------------------------------------------------------------
 
 #: Python scalars equal to one of these are baked into graphs as constants (so x*1 and x+0
@@ -185,8 +190,11 @@ def unary_primitive(name, fn, *, kinds="float", differentiable=True, doc="", **s
 
 
 def binary_primitive(name, fn, *, kinds="numeric", compare=False, differentiable=True, doc="",
-                     **slots):
-    if compare:
+                     native_low_precision=False, **slots):
+    if native_low_precision:
+        impl = lambda a, b: np.asarray(fn(a, b), dtype=a.dtype)  # noqa: E731
+        rule = _elementwise_rule
+    elif compare:
         impl = lambda a, b: np.asarray(fn(a, b))  # noqa: E731
         rule = _compare_rule
     else:
@@ -345,3 +353,24 @@ def stop_gradient(x):
     x = to_tensor(x)
     n = x._node
     return wrap(bind(STOP_GRADIENT, (n,), (), n.shape, n.dtype, n.weak, n.device))
+
+
+IDENTITY = define("identity", lambda x: x, lambda x: x,
+                  doc="A fresh name for a value: differentiation inputs and optimization barriers.")
+OPTIMIZATION_BARRIER = define(
+    "optimization_barrier", lambda x: x, lambda x: x,
+    doc="Identity that passes must not see through (no CSE or folding across it), as "
+        "stablehlo.optimization_barrier; rematerialization uses it.")
+OPTIMIZATION_BARRIER.extra["no_cse"] = True
+
+
+def _derivatives():
+    from ..ir.registry import defjvp, defvjp
+    defvjp(STOP_GRADIENT, lambda ct, x, *, out: (None,))
+    defjvp(STOP_GRADIENT, lambda ts, x, *, out: None)
+    for p in (IDENTITY, OPTIMIZATION_BARRIER):
+        defvjp(p, lambda ct, x, *, out: (ct,))
+        defjvp(p, lambda ts, x, *, out: ts[0])
+
+
+_derivatives()

@@ -12,7 +12,7 @@ from .. import dtypes as dt
 from ..errors import ShapeError, op_error
 from ..ir.registry import AVal, define
 from ..tensor import Tensor, wrap
-from ._core import _broadcast_shapes, bind_op, operand_nodes, to_tensor
+from ._core import contiguous, _broadcast_shapes, bind_op, operand_nodes, to_tensor
 from .shape import broadcast_to, expand_dims, normalize_axis, permute_dims, reshape, squeeze
 
 
@@ -49,7 +49,7 @@ def _dot_impl(a, b, *, lhs_contract, rhs_contract, lhs_batch, rhs_batch, preferr
     n = int(np.prod([b.shape[i] for i in free_b], dtype=np.int64))
     r = np.matmul(A.reshape(nb, m, k), B.reshape(nb, k, n))
     shape = [a.shape[i] for i in lhs_batch] + [a.shape[i] for i in free_a] + [b.shape[i] for i in free_b]
-    return np.ascontiguousarray(r.reshape(shape).astype(out_dtype))
+    return contiguous(r.reshape(shape).astype(out_dtype))
 
 
 DOT_GENERAL = define("dot_general", _dot_rule, _dot_impl,
@@ -235,3 +235,60 @@ _DOCS = {
 }
 for _f, _d in _DOCS.items():
     _f.__doc__ = _d
+
+
+# ---- derivatives ------------------------------------------------------------------------------
+
+def _dot_transpose(ct, a, b, *, lhs_contract, rhs_contract, lhs_batch, rhs_batch):
+    """Cotangent of the lhs ``a`` of ``dot_general(a, b)`` given the output cotangent ``ct``."""
+    nb = len(lhs_batch)
+    free_a = [i for i in range(a.ndim) if i not in lhs_contract and i not in lhs_batch]
+    free_b = [i for i in range(b.ndim) if i not in rhs_contract and i not in rhs_batch]
+    ct_free_b = tuple(range(nb + len(free_a), ct.ndim))
+    r = dot_general(ct, b, (ct_free_b, tuple(free_b)), (tuple(range(nb)), tuple(rhs_batch)))
+    # r: [batch..., free_a..., b's contract dims in increasing b order]
+    b_contract_sorted = sorted(rhs_contract)
+    pos = {}
+    for k, d in enumerate(lhs_batch):
+        pos[d] = k
+    for k, d in enumerate(free_a):
+        pos[d] = nb + k
+    for k, bd in enumerate(b_contract_sorted):
+        pos[lhs_contract[list(rhs_contract).index(bd)]] = nb + len(free_a) + k
+    # r's axis pos[d] holds a's axis d: move it back to d
+    inv = [pos[d] for d in range(a.ndim)]
+    return permute_dims(r, inv) if inv != list(range(a.ndim)) else r
+
+
+def _derivatives():
+    from ..ir.registry import defjvp, defvjp
+
+    def vjp(ct, a, b, *, out, lhs_contract, rhs_contract, lhs_batch, rhs_batch, preferred=None):
+        dims = dict(lhs_contract=lhs_contract, rhs_contract=rhs_contract,
+                    lhs_batch=lhs_batch, rhs_batch=rhs_batch)
+        ct = ct.astype(a.dtype) if ct.dtype != a.dtype else ct
+        ca = _dot_transpose(ct, a, b, **dims)
+        # the rhs is the lhs of the swapped product, whose output is [batch, free_b, free_a]
+        nb = len(lhs_batch)
+        na = a.ndim - len(lhs_contract) - nb
+        nbf = b.ndim - len(rhs_contract) - nb
+        perm = list(range(nb)) + list(range(nb + na, nb + na + nbf)) + list(range(nb, nb + na))
+        ct_swapped = permute_dims(ct, perm) if perm != list(range(ct.ndim)) else ct
+        cb = _dot_transpose(ct_swapped, b, a, lhs_contract=rhs_contract, rhs_contract=lhs_contract,
+                            lhs_batch=rhs_batch, rhs_batch=lhs_batch)
+        return ca, cb
+
+    def jvp(ts, a, b, *, out, **p):
+        ta, tb = ts
+        r = None
+        if ta is not None:
+            r = bind_op(DOT_GENERAL, [ta, b], tuple(p.items()))
+        if tb is not None:
+            t = bind_op(DOT_GENERAL, [a, tb], tuple(p.items()))
+            r = t if r is None else r + t
+        return r
+    defvjp(DOT_GENERAL, vjp)
+    defjvp(DOT_GENERAL, jvp)
+
+
+_derivatives()

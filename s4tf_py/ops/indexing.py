@@ -21,7 +21,7 @@ from .. import dtypes as dt
 from ..errors import ShapeError, op_error
 from ..ir.registry import AVal, define
 from ..tensor import Tensor, wrap
-from ._core import bind_op, operand_nodes, to_tensor
+from ._core import contiguous, bind_op, operand_nodes, to_tensor
 from .shape import (broadcast_to, expand_dims, flip, moveaxis, normalize_axis, permute_dims,
                     reshape, slice as _slice)
 
@@ -66,7 +66,7 @@ def _gather_impl(x, idx, *, axis):
     n = x.shape[axis]
     if n == 0:
         return np.zeros(x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.dtype)
-    return np.ascontiguousarray(np.take(x, np.clip(idx, 0, n - 1), axis=axis))
+    return contiguous(np.take(x, np.clip(idx, 0, n - 1), axis=axis))
 
 
 GATHER = define("gather", _gather_rule, _gather_impl,
@@ -85,21 +85,22 @@ def _scatter_rule(x, idx, u, *, axis, combine):
 def _scatter_impl(x, idx, u, *, axis, combine, inplace=False):
     y = x if inplace else x.copy()
     n = x.shape[axis]
-    keep = (idx >= 0) & (idx < n)           # out-of-range updates are dropped, as in XLA
-    ym = np.moveaxis(y, axis, 0)
-    um = np.moveaxis(u, axis, 0).reshape((-1,) + ym.shape[1:]) if idx.ndim else \
-        np.moveaxis(u[(builtins.slice(None),) * axis + (None,)], axis, 0)
-    flat = idx.reshape(-1)
-    k = keep.reshape(-1)
+    k = idx.ndim
+    keep = ((idx >= 0) & (idx < n)).reshape(-1)    # out-of-range updates are dropped, as in XLA
+    ym = np.moveaxis(y, axis, 0)                    # (n, *rest): a view into y
+    um = np.moveaxis(u, tuple(range(axis, axis + k)), tuple(range(k)))
+    um = um.reshape((-1,) + ym.shape[1:])           # (len(idx), *rest)
+    flat = idx.reshape(-1)[keep]
+    um = um[keep]
     if combine == "add":
         if y.dtype in dt.LOW_PRECISION:
             acc = ym.astype(np.float32)
-            np.add.at(acc, flat[k], um[k].astype(np.float32))
+            np.add.at(acc, flat, um.astype(np.float32))
             ym[...] = acc.astype(y.dtype)
         else:
-            np.add.at(ym, flat[k], um[k])
+            np.add.at(ym, flat, um)
     else:
-        ym[flat[k]] = um[k]
+        ym[flat] = um
     return y
 
 
@@ -122,7 +123,7 @@ def _tal_impl(x, idx, *, axis):
     shape = tuple(b if i == axis else builtins.max(a, b) for i, (a, b) in enumerate(zip(x.shape, idx.shape)))
     xs = list(shape)
     xs[axis] = n
-    return np.ascontiguousarray(np.take_along_axis(np.broadcast_to(x, xs),
+    return contiguous(np.take_along_axis(np.broadcast_to(x, xs),
                                                    np.broadcast_to(np.clip(idx, 0, n - 1), shape), axis))
 
 
@@ -146,7 +147,7 @@ def _stable_order(x, axis, descending):
 
 
 SORT = define("sort", _sort_rule,
-              lambda x, *, axis, descending: np.ascontiguousarray(
+              lambda x, *, axis, descending: contiguous(
                   np.take_along_axis(x, _stable_order(x, axis, descending), axis)))
 
 
@@ -169,7 +170,7 @@ def _top_k_rule(x, *, k):
 
 def _top_k_impl(x, *, k):
     order = _stable_order(x, x.ndim - 1, True)[..., :k]
-    return (np.ascontiguousarray(np.take_along_axis(x, order, -1)), order.astype(dt.default_index))
+    return (contiguous(np.take_along_axis(x, order, -1)), order.astype(dt.default_index))
 
 
 TOP_K = define("top_k", _top_k_rule, _top_k_impl, multiple_results=True,
@@ -387,9 +388,7 @@ def setitem(x, index, value) -> Tensor:
                 mb = reshape(m, m.shape + (1,) * (x.ndim - m.ndim))
                 if v.ndim == 0:
                     return where(mb, v, x)
-        m_np = raw[0].numpy() if isinstance(raw[0], Tensor) else np.asarray(raw[0])
-        return setitem(x, tuple(np.nonzero(m_np)) + raw[1:], value)
-    idx = _expand(x, index)
+    idx = _expand(x, index)        # boolean masks become integer arrays at their own positions
     adv = [k for k, i in enumerate(idx) if _is_int_array(i) or isinstance(i, Tensor)]
     if not adv:
         return _set_basic(x, idx, v)
@@ -587,3 +586,92 @@ _DOCS = {
 }
 for _f, _d in _DOCS.items():
     _f.__doc__ = _d
+
+
+# ---- derivatives ------------------------------------------------------------------------------
+
+def _scatter_along(ct, idx, n, axis):
+    """sum over j of one_hot(idx_j) * ct_j along ``axis``: the transpose of take_along_axis."""
+    from .math import equal
+    from .creation import iota
+    from .reduction import sum as _sum
+    oh_shape = idx.shape[:axis + 1] + (n,) + idx.shape[axis + 1:]
+    from .math import where
+    hot = where(equal(expand_dims(idx, axis + 1), iota(oh_shape, axis + 1, dtype=idx.dtype,
+                                                       device=idx.device)), 1.0, 0.0).astype(ct.dtype)
+    return _sum(hot * expand_dims(ct, axis + 1), axis=axis)
+
+
+def _derivatives():
+    from ..autodiff import rules as R
+    from ..ir.registry import defjvp, defvjp
+    from .creation import zeros_like
+    from .math import minimum, maximum
+
+    def update_slice_vjp(ct, x, u, *, out, start, strides):
+        ct_x = bind_op(UPDATE_SLICE, [ct, zeros_like(u)], (("start", start), ("strides", strides)))
+        limit = tuple(s + (n - 1) * st + 1 if n else s for s, st, n in zip(start, strides, u.shape))
+        return ct_x, _slice(ct, start, limit, strides)
+    defvjp(UPDATE_SLICE, update_slice_vjp)
+    R.linear(UPDATE_SLICE)
+
+    def clamp(idx, n):
+        return minimum(maximum(idx, 0), n - 1)
+
+    def gather_vjp(ct, x, idx, *, out, axis):
+        z = zeros_like(x)
+        return bind_op(SCATTER, [z, clamp(idx, x.shape[axis]), ct],
+                       (("axis", axis), ("combine", "add"))), None
+    defvjp(GATHER, gather_vjp)
+    R.linear(GATHER, primal_args=(1,))
+
+    def scatter_vjp(ct, x, idx, u, *, out, axis, combine):
+        ct_u = bind_op(GATHER, [ct, idx], (("axis", axis),))
+        if combine == "add":
+            return ct, None, ct_u
+        ct_x = bind_op(SCATTER, [ct, idx, zeros_like(u)], (("axis", axis), ("combine", "set")))
+        # with duplicate indices only the last write lands: only it receives a cotangent
+        from .creation import full, iota
+        from .math import equal, where
+        flat = reshape(idx, (-1,))
+        order = iota(flat.shape, 0, dtype=dt.int32, device=idx.device)
+        writer = bind_op(SCATTER, [full((x.shape[axis],), -1, dtype=dt.int32, device=idx.device),
+                                   flat, order], (("axis", 0), ("combine", "set")))
+        won = equal(bind_op(GATHER, [writer, flat], (("axis", 0),)), order)
+        won = reshape(won, (1,) * axis + idx.shape + (1,) * (x.ndim - axis - 1))
+        return ct_x, None, where(won, ct_u, 0.0)
+    defvjp(SCATTER, scatter_vjp)
+    R.linear(SCATTER, primal_args=(1,))
+
+    def tal_vjp(ct, x, idx, *, out, axis):
+        n = x.shape[axis]
+        g = _scatter_along(ct, clamp(idx, n), n, axis)
+        return R.sum_to_shape(g, x.shape) if g.shape != x.shape else g, None
+    defvjp(TAKE_ALONG_AXIS, tal_vjp)
+    R.linear(TAKE_ALONG_AXIS, primal_args=(1,))
+
+    def sort_vjp(ct, x, *, out, axis, descending):
+        perm = argsort(x, axis=axis, descending=descending)
+        inv = argsort(perm, axis=axis)
+        return (take_along_axis(ct, inv, axis=axis),)
+
+    def sort_jvp(ts, x, *, out, axis, descending):
+        if ts[0] is None:
+            return None
+        return take_along_axis(ts[0], argsort(x, axis=axis, descending=descending), axis=axis)
+    defvjp(SORT, sort_vjp)
+    defjvp(SORT, sort_jvp)
+
+    def top_k_vjp(ct, x, *, out, k):
+        ct_vals = ct[0]
+        return (_scatter_along(ct_vals, out[1], x.shape[-1], x.ndim - 1),)
+
+    def top_k_jvp(ts, x, *, out, k):
+        if ts[0] is None:
+            return None
+        return take_along_axis(ts[0], out[1], axis=-1), None
+    defvjp(TOP_K, top_k_vjp)
+    defjvp(TOP_K, top_k_jvp)
+
+
+_derivatives()

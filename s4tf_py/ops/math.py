@@ -16,7 +16,7 @@ from ..errors import DTypeError, op_error
 from ..ir.graph import bind
 from ..tensor import Tensor, wrap
 from ..ir.registry import AVal, define
-from ._core import (CONVERT, _elementwise_rule, apply_binary, apply_unary, binary_primitive, to_tensor,
+from ._core import (CONVERT, _elementwise_rule, apply_binary, bind_op, apply_unary, binary_primitive, to_tensor,
                     unary_primitive)
 
 # ---- primitives (one row each) ------------------------------------------------------------------
@@ -45,15 +45,35 @@ ERF = unary_primitive("erf", _sp.erf)
 ERF_INV = unary_primitive("erf_inv", _sp.erfinv)
 LGAMMA = unary_primitive("lgamma", _sp.gammaln)
 DIGAMMA = unary_primitive("digamma", _sp.digamma)
+
+
+def _polygamma_impl(x, *, order):
+    d = x.dtype
+    y = x.astype(np.float32) if d in dt.LOW_PRECISION else x
+    return np.asarray(_sp.polygamma(order, y)).astype(d)
+
+
+POLYGAMMA = define("polygamma", _elementwise_rule, _polygamma_impl,
+                   doc="The ``order``-th derivative of digamma.")
 ABS = unary_primitive("abs", np.abs, kinds="numeric")
-SIGN = unary_primitive("sign", np.sign, kinds="numeric", differentiable=False)
-FLOOR = unary_primitive("floor", np.floor, differentiable=False)
-CEIL = unary_primitive("ceil", np.ceil, differentiable=False)
-ROUND = unary_primitive("round", np.round, differentiable=False)   # half to even, as numpy
-TRUNC = unary_primitive("trunc", np.trunc, differentiable=False)
-IS_FINITE = unary_primitive("is_finite", np.isfinite, kinds="bool", differentiable=False)
-IS_NAN = unary_primitive("is_nan", np.isnan, kinds="bool", differentiable=False)
-IS_INF = unary_primitive("is_inf", np.isinf, kinds="bool", differentiable=False)
+SIGN = unary_primitive("sign", np.sign, kinds="numeric")
+FLOOR = unary_primitive("floor", np.floor)
+CEIL = unary_primitive("ceil", np.ceil)
+ROUND = unary_primitive("round", np.round)   # half to even, as numpy
+TRUNC = unary_primitive("trunc", np.trunc)
+def _float_test_rule(x):
+    if not dt.is_floating(x.dtype):
+        raise DTypeError(f"expects a floating-point operand, got {x}")
+    return AVal(x.shape, dt.bool_, False)
+
+
+def _float_test(fn):
+    return lambda x: np.asarray(fn(x.astype(np.float32) if x.dtype == dt.bfloat16 else x))
+
+
+IS_FINITE = define("is_finite", _float_test_rule, _float_test(np.isfinite), differentiable=False)
+IS_NAN = define("is_nan", _float_test_rule, _float_test(np.isnan), differentiable=False)
+IS_INF = define("is_inf", _float_test_rule, _float_test(np.isinf), differentiable=False)
 NOT = unary_primitive("not", np.invert, kinds="bool", differentiable=False)
 
 ADD = binary_primitive("add", np.add)
@@ -66,7 +86,9 @@ POW = binary_primitive("pow", np.power)
 MAX = binary_primitive("max", np.maximum)
 MIN = binary_primitive("min", np.minimum)
 ATAN2 = binary_primitive("atan2", np.arctan2, kinds="float")
-NEXTAFTER = binary_primitive("nextafter", np.nextafter, kinds="float", differentiable=False)
+NEXTAFTER = binary_primitive("nextafter", np.nextafter, kinds="float", differentiable=False,
+                             native_low_precision=True)   # float32 would round back: no step
+
 AND = binary_primitive("and", np.bitwise_and, kinds="int_or_bool", differentiable=False)
 OR = binary_primitive("or", np.bitwise_or, kinds="int_or_bool", differentiable=False)
 XOR = binary_primitive("xor", np.bitwise_xor, kinds="int_or_bool", differentiable=False)
@@ -124,9 +146,11 @@ def divide(x1, x2, /):
 
 def floor_divide(x1, x2, /):
     """Division rounded toward -inf (numpy and Python semantics)."""
-    if dt.is_floating(dt.result_type(x1, x2)):
-        return floor(divide(x1, x2))
-    return apply_binary(INT_DIV, x1, x2)
+    from ._core import operand_nodes
+    (na, nb), dtype, _ = operand_nodes("floor_divide", x1, x2)
+    if dt.is_floating(dtype):
+        return floor(divide(wrap(na), wrap(nb)))
+    return apply_binary(INT_DIV, wrap(na), wrap(nb))
 
 
 def remainder(x1, x2, /):
@@ -274,7 +298,7 @@ def isfinite(x, /):
     x = to_tensor(x)
     if not dt.is_floating(x.dtype):
         return full_like_bool(x, True)
-    return apply_unary(IS_FINITE, x)
+    return bind_op(IS_FINITE, [x])
 
 
 is_finite = isfinite
@@ -284,14 +308,14 @@ def isnan(x, /):
     x = to_tensor(x)
     if not dt.is_floating(x.dtype):
         return full_like_bool(x, False)
-    return apply_unary(IS_NAN, x)
+    return bind_op(IS_NAN, [x])
 
 
 def isinf(x, /):
     x = to_tensor(x)
     if not dt.is_floating(x.dtype):
         return full_like_bool(x, False)
-    return apply_unary(IS_INF, x)
+    return bind_op(IS_INF, [x])
 
 
 def full_like_bool(x, value):
@@ -349,6 +373,17 @@ erf = _u(ERF, "The error function.")
 erfinv = erf_inv = _u(ERF_INV, "Inverse of the error function.")
 lgamma = _u(LGAMMA, "log |Γ(x)|.")
 digamma = _u(DIGAMMA, "d/dx log Γ(x).")
+
+
+def polygamma(n: int, x, /):
+    """The ``n``-th derivative of digamma (``n`` a non-negative Python int)."""
+    x = to_tensor(x)
+    if not dt.is_floating(x.dtype):
+        x = x.astype(dt.default_float)
+    if n == 0:
+        return digamma(x)
+    from ._core import bind_op
+    return bind_op(POLYGAMMA, [x], (("order", int(n)),))
 sigmoid = _u(LOGISTIC, "The logistic function 1 / (1 + exp(-x)).")
 
 
@@ -412,7 +447,10 @@ def cbrt(x, /):
 def astype(x, dtype, /, *, copy=True, device=None):
     """``x`` converted to ``dtype``. A float→int cast of NaN or Inf raises when it runs."""
     x = to_tensor(x)
-    dtype = dt.canonical(dtype)
+    try:
+        dtype = dt.canonical(dtype)
+    except DTypeError as e:
+        raise op_error(DTypeError, "astype", str(e), [x]) from None
     n = x._node
     if n.dtype == dtype:
         return wrap(n)
@@ -553,3 +591,91 @@ _DOCS = {
 }
 for _f, _d in _DOCS.items():
     _f.__doc__ = _d
+
+
+# ---- derivatives (each beside its primitive's row, by the same names) -------------------------
+
+def _derivatives():
+    from ..autodiff import rules as R
+    from ._core import CONVERT as _CONVERT
+    from ..ir.registry import defjvp, defvjp
+    sq = lambda v: v * v  # noqa: E731
+    defvjp(NEG, lambda ct, x, *, out: (-ct,))
+    defjvp(NEG, lambda ts, x, *, out: None if ts[0] is None else -ts[0])
+    R.unary(EXP, lambda x, y: y)
+    R.unary(LOG, lambda x, y: 1.0 / x)
+    R.unary(LOG1P, lambda x, y: 1.0 / (1.0 + x))
+    R.unary(EXPM1, lambda x, y: y + 1.0)
+    R.unary(SQRT, lambda x, y: 0.5 / y)
+    R.unary(RSQRT, lambda x, y: -0.5 * y / x)
+    R.unary(SIN, lambda x, y: cos(x))
+    R.unary(COS, lambda x, y: -sin(x))
+    R.unary(TAN, lambda x, y: 1.0 + sq(y))
+    R.unary(ASIN, lambda x, y: rsqrt(1.0 - sq(x)))
+    R.unary(ACOS, lambda x, y: -rsqrt(1.0 - sq(x)))
+    R.unary(ATAN, lambda x, y: 1.0 / (1.0 + sq(x)))
+    R.unary(SINH, lambda x, y: cosh(x))
+    R.unary(COSH, lambda x, y: sinh(x))
+    R.unary(TANH, lambda x, y: 1.0 - sq(y))
+    R.unary(ASINH, lambda x, y: rsqrt(sq(x) + 1.0))
+    R.unary(ACOSH, lambda x, y: rsqrt(sq(x) - 1.0))
+    R.unary(ATANH, lambda x, y: 1.0 / (1.0 - sq(x)))
+    R.unary(LOGISTIC, lambda x, y: y * (1.0 - y))
+    R.unary(ERF, lambda x, y: (2.0 / _m.sqrt(_m.pi)) * exp(-sq(x)))
+    R.unary(ERF_INV, lambda x, y: (_m.sqrt(_m.pi) / 2.0) * exp(sq(y)))
+    R.unary(LGAMMA, lambda x, y: digamma(x))
+    R.unary(DIGAMMA, lambda x, y: polygamma(1, x))
+    defvjp(POLYGAMMA, lambda ct, x, *, out, order: (ct * polygamma(order + 1, x),))
+    defjvp(POLYGAMMA, lambda ts, x, *, out, order:
+           None if ts[0] is None else ts[0] * polygamma(order + 1, x))
+    R.unary(ABS, lambda x, y: sign(x))
+    for p in (SIGN, FLOOR, CEIL, ROUND, TRUNC):
+        R.zero_derivative(p)
+    R.linear(ADD)
+    defvjp(ADD, lambda ct, a, b, *, out: (ct, ct))
+    R.linear(SUB)
+    defvjp(SUB, lambda ct, a, b, *, out: (ct, -ct))
+    R.binary(MUL, lambda a, b, y: b, lambda a, b, y: a)
+    R.binary(DIV, lambda a, b, y: 1.0 / b, lambda a, b, y: -y / b)
+    R.binary(REM, lambda a, b, y: ones_like_(a), lambda a, b, y: -floor(a / b))
+    R.binary(POW,
+             lambda a, b, y: where(equal(b, 0), 0.0, b * pow(a, b - 1.0)),
+             lambda a, b, y: where(equal(a, 0), 0.0, y * log(where(equal(a, 0), 1.0, a))))
+    R.binary(MAX, lambda a, b, y: _tie_mask(greater(a, b), equal(a, b), a),
+             lambda a, b, y: _tie_mask(less(a, b), equal(a, b), a))
+    R.binary(MIN, lambda a, b, y: _tie_mask(less(a, b), equal(a, b), a),
+             lambda a, b, y: _tie_mask(greater(a, b), equal(a, b), a))
+    R.binary(ATAN2, lambda a, b, y: b / (sq(a) + sq(b)), lambda a, b, y: -a / (sq(a) + sq(b)))
+
+    def select_vjp(ct, p, a, b, *, out):
+        z = zeros_like_(ct)
+        return None, where(p, ct, z), where(p, z, ct)
+    defvjp(SELECT, select_vjp)
+    R.linear(SELECT, primal_args=(0,))
+
+    def convert_vjp(ct, x, *, out, dtype):
+        if not dt.is_floating(x.dtype):
+            return (None,)
+        return (ct.astype(x.dtype),)
+    defvjp(_CONVERT, convert_vjp)
+    defjvp(_CONVERT, lambda ts, x, *, out, dtype:
+           None if ts[0] is None or not dt.is_floating(dtype) else ts[0].astype(dtype))
+
+
+def _tie_mask(wins, ties, like):
+    """1 where this operand wins, 0.5 on ties (the derivative is split), 0 elsewhere."""
+    return where(wins, 1.0, where(ties, 0.5, 0.0)).astype(like.dtype)   # masks via where, not
+    # astype: a float cast of an input-dependent bool is diagnosed as non-differentiable
+
+
+def ones_like_(x):
+    from .creation import ones_like
+    return ones_like(x)
+
+
+def zeros_like_(x):
+    from .creation import zeros_like
+    return zeros_like(x)
+
+
+_derivatives()

@@ -13,7 +13,7 @@ from .. import dtypes as dt
 from ..errors import DTypeError, ShapeError, op_error
 from ..ir.registry import AVal, define
 from ..tensor import Tensor
-from ._core import bind_op, to_tensor
+from ._core import contiguous, bind_op, to_tensor
 from .shape import normalize_axes, normalize_axis, reshape
 
 
@@ -44,9 +44,9 @@ REDUCE_SUM = define("reduce_sum", _reduce_rule, _accumulating(np.sum))
 REDUCE_PROD = define("reduce_prod", _reduce_rule, _accumulating(np.prod))
 REDUCE_MAX = define("reduce_max", _reduce_rule, _nonempty(np.max, "max"), record_location=True)
 REDUCE_MIN = define("reduce_min", _reduce_rule, _nonempty(np.min, "min"), record_location=True)
-REDUCE_AND = define("reduce_and", _reduce_rule, lambda x, *, axes: np.all(x, axis=axes),
+REDUCE_AND = define("reduce_and", _reduce_rule, lambda x, *, axes: np.asarray(np.all(x, axis=axes)),
                     differentiable=False)
-REDUCE_OR = define("reduce_or", _reduce_rule, lambda x, *, axes: np.any(x, axis=axes),
+REDUCE_OR = define("reduce_or", _reduce_rule, lambda x, *, axes: np.asarray(np.any(x, axis=axes)),
                    differentiable=False)
 
 
@@ -62,7 +62,7 @@ def _argfn(fn, name):
             raise ValueError(f"{name} of an empty axis")
         if x.dtype in dt.LOW_PRECISION:
             x = x.astype(np.float32)
-        return fn(x, axis=axis).astype(index_dtype)
+        return np.asarray(fn(x, axis=axis)).astype(index_dtype)
     return impl
 
 
@@ -87,7 +87,7 @@ def _scanfn(fn):
         r = fn(y, axis=axis)
         if reverse:
             r = np.flip(r, axis)
-        return np.ascontiguousarray(r.astype(d))
+        return contiguous(r.astype(d))
     return impl
 
 
@@ -293,3 +293,106 @@ _DOCS = {
 }
 for _f, _d in _DOCS.items():
     _f.__doc__ = _d
+
+
+# ---- derivatives ------------------------------------------------------------------------------
+
+def _kept(ct, x, axes):
+    """``ct`` (reduced over ``axes``) reshaped to keepdims form and broadcast back to ``x``."""
+    from .shape import broadcast_to
+    kept = reshape(ct, tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+    return broadcast_to(kept, x.shape)
+
+
+def _derivatives():
+    from ..autodiff import rules as R
+    from ..ir.registry import defjvp, defvjp
+    from .math import equal, where
+    defvjp(REDUCE_SUM, lambda ct, x, *, out, axes: (_kept(ct, x, axes),))
+    R.linear(REDUCE_SUM)
+
+    def extremum_vjp(ct, x, *, out, axes):
+        hit = where(equal(x, _kept(out, x, axes)), 1.0, 0.0).astype(x.dtype)
+        count = sum(hit, axis=axes)
+        return (_kept(ct / count, x, axes) * hit,)
+
+    def extremum_jvp(ts, x, *, out, axes):
+        if ts[0] is None:
+            return None
+        hit = where(equal(x, _kept(out, x, axes)), 1.0, 0.0).astype(x.dtype)
+        return sum(ts[0] * hit, axis=axes) / sum(hit, axis=axes)
+    for p in (REDUCE_MAX, REDUCE_MIN):
+        defvjp(p, extremum_vjp)
+        defjvp(p, extremum_jvp)
+
+    def prod_others(x, axes):
+        """For every element, the product of the other elements of its reduction group
+        (exclusive products from both sides: exact with zeros, no division)."""
+        from .shape import moveaxis, concatenate, slice_axis
+        from .creation import ones
+        from .creation import zeros_like
+        if x.size == 0:
+            return zeros_like(x)
+        rest = [i for i in range(x.ndim) if i not in axes]
+        xt = moveaxis(x, tuple(axes), tuple(range(x.ndim - len(axes), x.ndim)))
+        lead = xt.shape[:len(rest)]
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
+        flat = reshape(xt, lead + (n,))
+        one = ones(lead + (1,), dtype=x.dtype, device=x.device)
+        left = concatenate([one, slice_axis(cumprod(flat, -1), -1, 0, n - 1)], axis=-1)
+        right = concatenate([slice_axis(cumprod(flat, -1, reverse=True), -1, 1, n), one], axis=-1)
+        others = reshape(left * right, xt.shape)
+        return moveaxis(others, tuple(range(x.ndim - len(axes), x.ndim)), tuple(axes))
+
+    defvjp(REDUCE_PROD, lambda ct, x, *, out, axes: (_kept(ct, x, axes) * prod_others(x, axes),))
+    defjvp(REDUCE_PROD, lambda ts, x, *, out, axes:
+           None if ts[0] is None else sum(ts[0] * prod_others(x, axes), axis=axes))
+
+    defvjp(CUMSUM, lambda ct, x, *, out, axis, reverse:
+           (cumsum(ct, axis, reverse=not reverse),))
+    R.linear(CUMSUM)
+
+    def cumprod_vjp(ct, x, *, out, axis, reverse):
+        # as TensorFlow: reverse-cumsum(ct * out) / x (inputs must be non-zero)
+        return (cumsum(ct * out, axis, reverse=not reverse) / x,)
+    defvjp(CUMPROD, cumprod_vjp)
+    defjvp(CUMPROD, lambda ts, x, *, out, axis, reverse:
+           None if ts[0] is None else out * cumsum(ts[0] / x, axis, reverse=reverse))
+
+    def cumext_jvp_mask(x, out, axis, reverse):
+        """M[..., i, j] = 1 where x_i is the element that out_j took (first such i)."""
+        from .shape import moveaxis, expand_dims
+        from .creation import iota
+        from .math import logical_and, less_equal, greater_equal
+        from .indexing import one_hot
+        xm = moveaxis(x, axis, -1)
+        om = moveaxis(out, axis, -1)
+        n = xm.shape[-1]
+        i = iota((n, n), 0, device=x.device)
+        j = iota((n, n), 1, device=x.device)
+        order = less_equal(i, j) if not reverse else greater_equal(i, j)
+        m = logical_and(equal(expand_dims(xm, -1), expand_dims(om, -2)), order)
+        first = argmax(m, axis=-2) if not reverse else (n - 1) - argmax(m[..., ::-1, :], axis=-2)
+        return where(one_hot(first, n, dtype=dt.bool_, axis=-2), 1.0, 0.0).astype(x.dtype)
+
+    def cumext_vjp(ct, x, *, out, axis, reverse):
+        from .shape import moveaxis, expand_dims
+        m = cumext_jvp_mask(x, out, axis, reverse)
+        g = sum(m * expand_dims(moveaxis(ct, axis, -1), -2), axis=-1)
+        return (moveaxis(g, -1, axis),)
+
+    def cumext_jvp(ts, x, *, out, axis, reverse):
+        if ts[0] is None:
+            return None
+        from .shape import moveaxis, expand_dims
+        m = cumext_jvp_mask(x, out, axis, reverse)
+        t = sum(m * expand_dims(moveaxis(ts[0], axis, -1), -1), axis=-2)
+        return moveaxis(t, -1, axis)
+    for p in (CUMMAX, CUMMIN):
+        defvjp(p, cumext_vjp)
+        defjvp(p, cumext_jvp)
+
+
+_derivatives()

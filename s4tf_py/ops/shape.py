@@ -14,7 +14,7 @@ from ..errors import ShapeError, op_error
 from ..ir.graph import bind
 from ..ir.registry import AVal, define
 from ..tensor import Tensor, wrap
-from ._core import bind_op, operand_nodes, to_tensor
+from ._core import contiguous, bind_op, operand_nodes, to_tensor
 
 
 def normalize_axis(op: str, axis: int, ndim: int, operand=None) -> int:
@@ -51,7 +51,7 @@ def _reshape_rule(x, *, new_sizes):
 
 
 RESHAPE = define("reshape", _reshape_rule,
-                 lambda x, *, new_sizes: np.ascontiguousarray(x).reshape(new_sizes))
+                 lambda x, *, new_sizes: contiguous(x).reshape(new_sizes))
 
 
 def _transpose_rule(x, *, permutation):
@@ -61,7 +61,7 @@ def _transpose_rule(x, *, permutation):
 
 
 TRANSPOSE = define("transpose", _transpose_rule,
-                   lambda x, *, permutation: np.ascontiguousarray(np.transpose(x, permutation)))
+                   lambda x, *, permutation: contiguous(np.transpose(x, permutation)))
 
 
 def _broadcast_rule(x, *, shape):
@@ -72,7 +72,7 @@ def _broadcast_rule(x, *, shape):
 
 
 BROADCAST = define("broadcast_to", _broadcast_rule,
-                   lambda x, *, shape: np.ascontiguousarray(np.broadcast_to(x, shape)))
+                   lambda x, *, shape: contiguous(np.broadcast_to(x, shape)))
 
 
 def _concat_rule(*xs, axis):
@@ -83,10 +83,10 @@ def _concat_rule(*xs, axis):
     for x in xs:
         if x.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(x.shape, first.shape))
                                        if i != axis):
-            raise ShapeError("concatenate: operands " + ", ".join(map(str, xs)) +
+            raise ShapeError("operands " + ", ".join(map(str, xs)) +
                              f" differ outside axis {axis}")
         if x.dtype != first.dtype:
-            raise ShapeError("concatenate: operands must share a dtype")
+            raise ShapeError("operands must share a dtype")
         total += x.shape[axis]
     shape = list(first.shape)
     shape[axis] = total
@@ -143,7 +143,7 @@ def _pad_impl(x, v, *, low, high, interior):
     y = np.pad(x, pads, constant_values=v)
     crop = tuple(builtins.slice(-lo if lo < 0 else None, (y.shape[i] + hi) if hi < 0 else None)
                  for i, (lo, hi) in enumerate(zip(low, high)))
-    return np.ascontiguousarray(y[crop])
+    return contiguous(y[crop])
 
 
 PAD = define("pad", _pad_rule, _pad_impl,
@@ -156,7 +156,7 @@ def _rev_rule(x, *, axes):
     return x
 
 
-REV = define("rev", _rev_rule, lambda x, *, axes: np.ascontiguousarray(np.flip(x, axes)))
+REV = define("rev", _rev_rule, lambda x, *, axes: contiguous(np.flip(x, axes)))
 
 
 # ---- user-facing functions --------------------------------------------------------------------
@@ -458,3 +458,61 @@ _DOCS = {
 }
 for _f, _d in _DOCS.items():
     _f.__doc__ = _d
+
+
+# ---- derivatives ------------------------------------------------------------------------------
+
+def _derivatives():
+    from ..autodiff import rules as R
+    from ..ir.registry import defvjp
+    defvjp(RESHAPE, lambda ct, x, *, out, new_sizes: (reshape(ct, x.shape),))
+    R.linear(RESHAPE)
+
+    def transpose_vjp(ct, x, *, out, permutation):
+        inv = [0] * len(permutation)
+        for i, p in enumerate(permutation):
+            inv[p] = i
+        return (permute_dims(ct, inv),)
+    defvjp(TRANSPOSE, transpose_vjp)
+    R.linear(TRANSPOSE)
+    defvjp(BROADCAST, lambda ct, x, *, out, shape: (R.sum_to_shape(ct, x.shape),))
+    R.linear(BROADCAST)
+
+    def concat_vjp(ct, *xs, out, axis):
+        res, start = [], 0
+        for x in xs:
+            n = x.shape[axis]
+            res.append(slice_axis(ct, axis, start, start + n))
+            start += n
+        return tuple(res)
+    defvjp(CONCATENATE, concat_vjp)
+    R.linear(CONCATENATE)
+
+    def slice_vjp(ct, x, *, out, start, limit, strides):
+        from .creation import zeros
+        z = zeros((), dtype=ct.dtype, device=ct.device)
+        high = []
+        for s, st, n, d in zip(start, strides, ct.shape, x.shape):
+            end = s + (n - 1) * st + 1 if n else s
+            high.append(d - end)
+        return (bind_op(PAD, [ct, z], (("low", tuple(start)), ("high", tuple(high)),
+                                       ("interior", tuple(st - 1 for st in strides)))),)
+    defvjp(SLICE, slice_vjp)
+    R.linear(SLICE)
+
+    def pad_vjp(ct, x, v, *, out, low, high, interior):
+        from .creation import zeros
+        from .reduction import sum as _sum
+        z = zeros((), dtype=ct.dtype, device=ct.device)
+        unpadded = bind_op(PAD, [ct, z], (("low", tuple(-l for l in low)),
+                                          ("high", tuple(-h for h in high)),
+                                          ("interior", (0,) * ct.ndim)))
+        ct_x = slice(unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior))
+        return ct_x, _sum(ct) - _sum(ct_x)
+    defvjp(PAD, pad_vjp)
+    R.linear(PAD)
+    defvjp(REV, lambda ct, x, *, out, axes: (flip(ct, axes),))
+    R.linear(REV)
+
+
+_derivatives()

@@ -72,9 +72,15 @@ class ReferenceExecutable:
             try:
                 r = impl(*args, **params)
             except (ValueError, FloatingPointError, IndexError, np.linalg.LinAlgError) as e:
-                raise ExecutionError(
-                    f"{eqn.prim.name}: {e}\n  at {format_location(eqn.loc)}") from None
+                shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args
+                                   if isinstance(a, np.ndarray))
+                err = ExecutionError(f"{eqn.prim.name}: {e}\n  operands: {shapes}\n"
+                                     f"  at {format_location(eqn.loc)}")
+                err.op, err.location = eqn.prim.name, eqn.loc
+                raise err from None
             del args
+            if type(r) is not np.ndarray and not multi:
+                r = np.asarray(r)             # numpy reductions may return scalars
             if multi:
                 for o, v in zip(outs, r):
                     env[o] = v
