@@ -32,6 +32,10 @@ def format_param(v) -> str:
         return f"({inner},)" if len(v) == 1 else f"({inner})"
     if isinstance(v, np.generic):
         return format_param(v.item())
+    from .region import Region
+    if isinstance(v, Region):
+        # a nested function, printed in full and indented (cond/while/scan bodies)
+        return "\n    ".join(print_function(v.fn).split("\n"))
     raise TypeError(f"cannot print IR param {v!r} of type {type(v).__name__}")
 
 

@@ -1,5 +1,6 @@
 """The op families. Each module defines its primitives (registry rows) and user functions."""
 from ._core import stop_gradient, to_tensor
+from .control import cond, scan, while_loop
 from .contraction import dot_general, einsum, matmul, outer, tensordot, vecdot
 from .creation import (arange, asarray, empty, empty_like, eye, from_dlpack, full, full_like, iota,
                        linspace, meshgrid, ones, ones_like, tril, triu, zeros, zeros_like)

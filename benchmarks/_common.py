@@ -1,0 +1,127 @@
+"""Shared helpers for the ratio benchmarks: timing, peers, the table and the JSON record.
+
+Every benchmark measures s4tf_py and its peers (numpy, PyTorch, JAX) in the same process, one
+after another, and reports ratios ``peer / s4tf_py`` (above 1: s4tf_py is faster). A peer that
+is not installed is reported as such, never silently left out.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS_DIR = os.environ.get("S4TF_BENCH_RESULTS", os.path.join(HERE, "results"))
+
+
+def peer(name: str):
+    """(module, None) if ``name`` imports, else (None, reason)."""
+    try:
+        if name == "torch":
+            import torch
+            return torch, None
+        if name == "jax":
+            import jax
+            import jax.numpy  # noqa: F401
+            jax.config.update("jax_platforms", "cpu")
+            return jax, None
+        if name == "numpy":
+            import numpy
+            return numpy, None
+    except Exception as e:  # noqa: BLE001 - any failure to import means "not available"
+        return None, f"{name} is not installed ({type(e).__name__}: {e}); `make bench` " \
+                     "installs it (pip install -e '.[bench]')"
+    raise ValueError(name)
+
+
+def median_per_op(batch, *, ops_per_batch: int, repeats: int, warmup: int = 3,
+                  setup=None, teardown=None) -> dict:
+    """Time ``batch()`` ``repeats`` times; per-op seconds = batch time / ``ops_per_batch``.
+
+    ``setup()`` (untimed) runs before every batch and its result is passed to ``batch``;
+    ``teardown(result)`` (untimed) runs after. The garbage collector is off while timing.
+    """
+    samples = []
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(warmup + repeats):
+            state = setup() if setup is not None else None
+            t0 = time.perf_counter_ns()
+            out = batch(state) if setup is not None else batch()
+            t1 = time.perf_counter_ns()
+            if teardown is not None:
+                teardown(out)
+            del out, state
+            if i >= warmup:
+                samples.append((t1 - t0) / 1e9 / ops_per_batch)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return {"median_s": statistics.median(samples), "min_s": min(samples),
+            "p90_s": sorted(samples)[int(0.9 * (len(samples) - 1))], "repeats": repeats,
+            "ops_per_batch": ops_per_batch}
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 1e-6:
+        return f"{s * 1e9:.0f} ns"
+    if s < 1e-3:
+        return f"{s * 1e6:.2f} us"
+    return f"{s * 1e3:.2f} ms"
+
+
+def print_table(title: str, rows: list[dict], baseline: str) -> None:
+    """rows: {"name", "impl", "median_s" or "unavailable"}; ratios against ``baseline``."""
+    base = next((r["median_s"] for r in rows if r["name"] == baseline and "median_s" in r), None)
+    print(f"\n{title}")
+    w = max(len(r["name"]) for r in rows) + 2
+    print(f"  {'':{w}}{'median per op':>15}{'ratio (peer/s4tf_py)':>24}")
+    for r in rows:
+        if "median_s" in r:
+            ratio = "" if base is None or r["name"] == baseline else \
+                f"{r['median_s'] / base:.2f}x"
+            print(f"  {r['name']:{w}}{fmt_time(r['median_s']):>15}{ratio:>24}")
+        else:
+            print(f"  {r['name']:{w}}{'unavailable':>15}    {r['unavailable']}")
+
+
+def environment() -> dict:
+    import numpy
+    env = {"python": sys.version.split()[0], "platform": platform.platform(),
+           "machine": platform.machine(), "cpus": os.cpu_count(), "numpy": numpy.__version__}
+    for name in ("torch", "jax", "jaxlib"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            env[name] = getattr(mod, "__version__", "?")
+    import s4tf_py
+    env["s4tf_py"] = s4tf_py.__version__
+    return env
+
+
+def write_json(name: str, payload: dict, out_dir: str | None = None) -> str:
+    out_dir = out_dir or RESULTS_DIR
+    os.makedirs(out_dir, exist_ok=True)
+    payload = dict(payload)
+    payload.setdefault("benchmark", name)
+    payload["environment"] = environment()
+    payload["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    path = os.path.join(out_dir, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return path
+
+
+def add_ratios(rows: list[dict], baseline: str) -> None:
+    base = next((r["median_s"] for r in rows if r["name"] == baseline and "median_s" in r), None)
+    for r in rows:
+        if base is not None and "median_s" in r:
+            r["ratio_vs_s4tf_py"] = r["median_s"] / base

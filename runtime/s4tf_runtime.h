@@ -1,0 +1,58 @@
+/* s4tf_py's C runtime: what compiled kernels call.
+ *
+ * A plain C ABI (no C++ names, no Python objects), so JIT code from the LLVM backend can call
+ * these functions by address. The Python loader (s4tf_py/runtime.py) exposes the addresses.
+ *
+ *   - a 64-byte aligned allocator (cache line and AVX-512 vector width);
+ *   - a persistent thread pool: s4tf_parallel_for splits [0, n) into contiguous ranges, one
+ *     per participating thread (the caller runs the first range itself);
+ *   - the thread count: S4TF_NUM_THREADS at start-up, else the CPUs this process may use.
+ */
+#ifndef S4TF_RUNTIME_H
+#define S4TF_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define S4TF_RUNTIME_ABI_VERSION 1
+#define S4TF_ALIGNMENT 64
+
+/* A range body: handle the indices [begin, end). ctx is passed through unchanged. */
+typedef void (*s4tf_range_fn)(void *ctx, int64_t begin, int64_t end);
+
+int s4tf_runtime_abi_version(void);
+
+/* Aligned memory. s4tf_aligned_alloc never returns a pointer for 0 bytes that equals another
+ * live allocation; it returns NULL only when memory is exhausted. */
+void *s4tf_aligned_alloc(size_t nbytes);
+void *s4tf_aligned_calloc(size_t nbytes);
+void s4tf_aligned_free(void *p);
+size_t s4tf_alignment(void);
+int64_t s4tf_live_bytes(void);        /* bytes currently held by s4tf_aligned_alloc */
+
+/* Threads. */
+int s4tf_num_threads(void);
+void s4tf_set_num_threads(int n);     /* n <= 0: back to the default */
+int s4tf_default_num_threads(void);
+int s4tf_thread_index(void);          /* 0 on the calling thread, 1.. on pool workers */
+
+/* Run fn over [0, n) on up to s4tf_num_threads() threads and return when all ranges are done.
+ * Ranges are contiguous and cover [0, n) exactly once. A call made from inside a parallel
+ * region (or while another thread's region is running) runs serially on the calling thread. */
+void s4tf_parallel_for(int64_t n, s4tf_range_fn fn, void *ctx);
+/* As s4tf_parallel_for, but no range is shorter than grain (except the last): small loops
+ * stay on fewer threads. */
+void s4tf_parallel_for_grain(int64_t n, int64_t grain, s4tf_range_fn fn, void *ctx);
+
+/* Diagnostics: out[i] = i and thread_of[i] = the s4tf_thread_index() that wrote it, in
+ * parallel with s4tf_parallel_for (either pointer may be NULL). */
+void s4tf_parallel_iota(int64_t n, int64_t *out, int32_t *thread_of);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
