@@ -12,14 +12,18 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _MODELS_MARKER = os.sep + "s4tf_models" + os.sep
 
 
+#: files inside the package that are *user-level* programs (their lines are the ones to report)
+_USER_FILES = frozenset(_PACKAGE_DIR + name for name in ("demo.py", "cli.py", "__main__.py"))
+
+
 def _is_internal(filename: str) -> bool:
-    return filename.startswith(_PACKAGE_DIR)
+    return filename.startswith(_PACKAGE_DIR) and filename not in _USER_FILES
 
 
 def user_location(skip: int = 1) -> tuple[str, int, str] | None:
     """(file, line, function) of the innermost frame that is not inside s4tf_py."""
     f = sys._getframe(skip)
-    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while f is not None and _is_internal(f.f_code.co_filename):
         f = f.f_back
     if f is None:
         return None

@@ -1,7 +1,61 @@
-"""Graph-to-graph passes over ``ir.Function`` and the default pipeline."""
+"""Graph-to-graph passes over ``ir.Function`` and the default pipeline.
+
+=============  ==================================================================================
+pass           what it does
+=============  ==================================================================================
+``simplify``   algebraic rewrites: ``x*1``, ``x+0``, ``neg(neg x)``, transpose/reshape chains,
+               no-op convert/broadcast/reshape/transpose, ``select`` on a constant predicate
+``fold``       evaluates constant computations with the numpy ``impl``; uniform results become
+               ``constant`` equations (non-uniform ones stay: see :mod:`.fold` for the policy)
+``cse``        merges equations with the same primitive, params (by value and type), operands
+``dce``        removes equations whose results reach no output
+=============  ==================================================================================
+
+Every pass returns a new Function and never changes its input (equations and values that do
+not change are shared between the two, and are never mutated). Passes keep the parameters (all
+of them, in order, even unused ones), the outputs' order and types, and the function's name.
+
+:func:`optimize` is what the executable cache runs before handing a function to a backend.
+"""
 from __future__ import annotations
 
+from ..function import Function
+from . import cse as _cse_mod
+from . import dce as _dce_mod
+from . import fold as _fold_mod
+from . import simplify as _simplify_mod
+from .cse import cse
+from .dce import dce
+from .fold import FOLD_LIMIT, fold
+from .simplify import simplify
 
-def optimize(fn):
-    """The default pipeline the executable cache runs before handing a function to a backend."""
-    return fn
+__all__ = ["optimize", "simplify", "fold", "cse", "dce", "FOLD_LIMIT", "PIPELINE",
+           "MAX_ITERATIONS"]
+
+#: the passes of one round, in order
+PIPELINE = (_simplify_mod.run, _fold_mod.run, _cse_mod.run, _dce_mod.run)
+#: rounds before :func:`optimize` stops even if a pass still reports a change
+MAX_ITERATIONS = 8
+
+
+def optimize(fn: Function, *, max_iterations: int = MAX_ITERATIONS) -> Function:
+    """simplify → fold → cse → dce, repeated until no pass changes anything (bounded).
+
+    Returns a new Function computing the same outputs as ``fn`` (``fn`` is not changed).
+
+    >>> import s4tf_py as s4
+    >>> fn = s4.trace(lambda x: (x * 1 + 0) * s4.ones((3,)), s4.ones((3,)))
+    >>> print(optimize(fn))
+    func @lambda(%0: f32[3]) -> (f32[3]) {
+      return %0
+    }
+    """
+    cur = Function(fn.params, fn.eqns, fn.outputs, name=fn.name)
+    for _ in range(max(1, max_iterations)):
+        changed = False
+        for step in PIPELINE:
+            cur, c = step(cur)
+            changed = changed or c
+        if not changed:
+            break
+    return cur
