@@ -142,6 +142,7 @@ def collect(targets, stop_at_values: bool = True) -> tuple[list, list, dict]:
     for t in targets:
         if id(t) in seen:
             continue
+        _resolve_selection(t)
         stack = [(t, iter(t.inputs if not (stop_at_values and t.value is not None) else ()))]
         seen[id(t)] = -1
         while stack:
@@ -150,6 +151,8 @@ def collect(targets, stop_at_values: bool = True) -> tuple[list, list, dict]:
             for child in it:
                 if id(child) not in seen:
                     seen[id(child)] = -1
+                    if child.value is None and child.inputs:
+                        _resolve_selection(child)
                     inputs = () if (child.prim is None or (stop_at_values and child.value is not None)) \
                         else child.inputs
                     stack.append((child, iter(inputs)))
@@ -168,6 +171,22 @@ def collect(targets, stop_at_values: bool = True) -> tuple[list, list, dict]:
     for i, n in enumerate(ops):
         slot[id(n)] = base + i
     return leaves, ops, slot
+
+
+_GTE = []
+
+
+def _resolve_selection(node) -> None:
+    """A result of a multiple-result node that was computed already becomes a leaf."""
+    if not _GTE:
+        from ..ops._core import GET_TUPLE_ELEMENT
+        _GTE.append(GET_TUPLE_ELEMENT)
+    if node.prim is _GTE[0] and node.value is None:
+        parent = node.inputs[0]
+        if parent.value is not None:
+            node.value = parent.value[node.params[0][1]]
+            from .graph import forget
+            forget(node)
 
 
 def structural_key(leaves, ops, slot, outputs) -> tuple:
@@ -198,10 +217,10 @@ def function_from_graph(leaves, ops, slot, outputs, name="main") -> Function:
         out = Var(n.aval)
         eqns.append(Eqn(n.prim, ins, n.params, (out,), n.loc))
         vars_.append(out)
-    outs = [vars_[slot[id(o)]] for o in outputs]
-    for o in outs:
-        if isinstance(o, tuple):
-            raise ValueError("a multiple-result node cannot be an output; select a result first")
+    outs = []
+    for o in outputs:
+        v = vars_[slot[id(o)]]
+        outs.extend(v) if isinstance(v, tuple) else outs.append(v)   # all results of a tuple
     return Function(vars_[:len(leaves)], eqns, outs, name=name)
 
 

@@ -125,8 +125,7 @@ def materialize(nodes) -> None:
     # and one per consumer inside the slice.
     outputs = list(targets)
     for n in ops:
-        if id(n) not in ids and not n.prim.multiple_results and \
-                _getrefcount(n) > 3 + consumers.get(id(n), 0):
+        if id(n) not in ids and _getrefcount(n) > 3 + consumers.get(id(n), 0):
             outputs.append(n)
     del n
 
@@ -144,9 +143,10 @@ def materialize(nodes) -> None:
     t0 = time.perf_counter()
     results = exe(inputs)
     per_backend[backend.name]["execute_seconds"] += time.perf_counter() - t0
-    for n, v in zip(outputs, results):
-        n.value = v
+    it = iter(results)
     for n in outputs:
+        # a multiple-result node keeps all its results (its selections read them later)
+        n.value = tuple(next(it) for _ in n.avals) if n.prim.multiple_results else next(it)
         graph.forget(n)
 
 
