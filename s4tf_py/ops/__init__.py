@@ -7,6 +7,7 @@ from .creation import (arange, asarray, empty, empty_like, eye, from_dlpack, ful
 from .indexing import (argsort, gather, getitem, index_update, nonzero, one_hot, scatter_add,
                        searchsorted, setitem, sort, take, take_along_axis, top_k, unique_all,
                        unique_counts, unique_inverse, unique_values)
+from .nn import log_softmax, softmax
 from .math import (abs, acos, acosh, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2,
                    arctanh, asin, asinh, astype, atan, atan2, atanh, bitwise_and, bitwise_invert,
                    bitwise_left_shift, bitwise_or, bitwise_right_shift, bitwise_xor, cbrt, ceil,

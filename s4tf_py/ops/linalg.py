@@ -366,6 +366,7 @@ def eigh(x, /, *, lower=True) -> EighResult:
 
 
 def eigvalsh(x, /, *, lower=True) -> Tensor:
+    """The eigenvalues of symmetric matrices, ascending."""
     return eigh(x, lower=lower).eigenvalues
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import math as _m
 
 import numpy as np
 
@@ -498,10 +497,12 @@ def max_pool2d(x, pool_size=(2, 2), strides=None, padding="valid") -> Tensor:
 
 
 def max_pool3d(x, pool_size=(2, 2, 2), strides=None, padding="valid") -> Tensor:
+    """Max over windows of NDHWC input; ``strides`` defaults to ``pool_size``."""
     return _max_pool("max_pool3d", 3, x, pool_size, strides, padding)
 
 
 def avg_pool1d(x, pool_size=2, strides=None, padding="valid", count_include_pad=False) -> Tensor:
+    """Mean over windows of (N, W, C) input (padding excluded unless ``count_include_pad``)."""
     return _avg_pool("avg_pool1d", 1, x, pool_size, strides, padding, count_include_pad)
 
 
@@ -514,6 +515,7 @@ def avg_pool2d(x, pool_size=(2, 2), strides=None, padding="valid",
 
 def avg_pool3d(x, pool_size=(2, 2, 2), strides=None, padding="valid",
                count_include_pad=False) -> Tensor:
+    """Mean over windows of NDHWC input (padding excluded unless ``count_include_pad``)."""
     return _avg_pool("avg_pool3d", 3, x, pool_size, strides, padding, count_include_pad)
 
 
@@ -538,21 +540,25 @@ def global_avg_pool2d(x, keepdims=False) -> Tensor:
 
 
 def global_avg_pool3d(x, keepdims=False) -> Tensor:
+    """Mean over D, H and W: NDHWC -> (N, C)."""
     from .reduction import mean
     return _global("global_avg_pool3d", 3, mean, x, keepdims)
 
 
 def global_max_pool1d(x, keepdims=False) -> Tensor:
+    """Max over the spatial axis: (N, W, C) -> (N, C)."""
     from .reduction import max as _max
     return _global("global_max_pool1d", 1, _max, x, keepdims)
 
 
 def global_max_pool2d(x, keepdims=False) -> Tensor:
+    """Max over H and W: NHWC -> (N, C) (S4TF ``GlobalMaxPool2D``)."""
     from .reduction import max as _max
     return _global("global_max_pool2d", 2, _max, x, keepdims)
 
 
 def global_max_pool3d(x, keepdims=False) -> Tensor:
+    """Max over D, H and W: NDHWC -> (N, C)."""
     from .reduction import max as _max
     return _global("global_max_pool3d", 3, _max, x, keepdims)
 
@@ -560,7 +566,7 @@ def global_max_pool3d(x, keepdims=False) -> Tensor:
 # ---- softmax ------------------------------------------------------------------------------------
 
 def _shifted(op, x, axis):
-    from .math import abs as _abs, less, where
+    from .math import isfinite, where
     from .reduction import max as _max
     x = to_tensor(x)
     if not dt.is_floating(x.dtype):
@@ -568,7 +574,7 @@ def _shifted(op, x, axis):
     if x.ndim == 0:
         raise op_error(ShapeError, op, "needs at least one dimension", [x])
     m = _max(x, axis=axis, keepdims=True)
-    m = stop_gradient(where(less(_abs(m), float("inf")), m, 0.0))   # rows of -inf: shift by 0
+    m = stop_gradient(where(isfinite(m), m, 0.0))        # a row of -inf is shifted by 0
     return x - m
 
 

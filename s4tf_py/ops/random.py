@@ -31,7 +31,6 @@ graphs never chain through it::
 """
 from __future__ import annotations
 
-import math as _m
 
 import numpy as np
 
@@ -227,6 +226,14 @@ def _next_global_key() -> np.ndarray:
     return np.array([y1[1], y2[1]], np.uint32)
 
 
+_UNSET = object()     # marks an argument that was not passed (None can be a value)
+
+
+def _too_many(op):
+    return op_error(TypeError, op, "too many positional arguments (without a key first, pass "
+                                   "the rest as keywords)")
+
+
 def _is_key(x) -> bool:
     return (isinstance(x, Tensor) and x.dtype == dt.uint32 and x.shape == (2,)) or \
         (isinstance(x, np.ndarray) and x.dtype == np.uint32 and x.shape == (2,))
@@ -369,11 +376,18 @@ def truncated_normal(key_or_shape=None, shape=None, *, lower=-2.0, upper=2.0, dt
     return _affine(z, mean, stddev)
 
 
-def bernoulli(key_or_p=None, p=0.5, shape=None, *, key=None, seed=None) -> Tensor:
-    """Booleans that are True with probability ``p`` (shape defaults to ``p``'s shape)."""
+def bernoulli(key_or_p=None, p=_UNSET, shape=None, *, key=None, seed=None) -> Tensor:
+    """Booleans that are True with probability ``p`` (shape defaults to ``p``'s shape).
+
+    ``bernoulli(key, p, shape)`` (JAX) or ``bernoulli(p, shape, seed=..)``.
+    """
     op = "random.bernoulli"
-    if key_or_p is not None and not _is_key(key_or_p):
-        p, key_or_p = key_or_p, None
+    if key_or_p is not None and not _is_key(key_or_p):      # bernoulli(p, shape, ...)
+        if shape is not None:
+            raise _too_many(op)
+        key_or_p, p, shape = None, key_or_p, (None if p is _UNSET else p)
+    if p is _UNSET:
+        p = 0.5
     p_shape = tuple(p.shape) if isinstance(p, Tensor) else np.shape(p)
     k, shape = _resolve(op, key_or_p, shape, key, seed, default_shape=p_shape)
     if _broadcast_shapes(tuple(shape), tuple(p_shape)) != tuple(shape):
@@ -398,7 +412,7 @@ def gumbel(key_or_shape=None, shape=None, *, dtype=None, key=None, seed=None) ->
     return -log(-log(_uniform(k, shape, dtype, tiny, 1.0)))
 
 
-def categorical(key_or_logits=None, logits=None, axis: int = -1, shape=None, *, key=None,
+def categorical(key_or_logits=None, logits=None, axis=_UNSET, shape=None, *, key=None,
                 seed=None) -> Tensor:
     """Indices drawn from the categorical distributions ``softmax(logits)`` along ``axis``
     (the Gumbel-max trick). ``shape`` (default: the batch shape of ``logits``) may add
@@ -406,10 +420,16 @@ def categorical(key_or_logits=None, logits=None, axis: int = -1, shape=None, *, 
     from .reduction import argmax
     from .shape import expand_dims
     op = "random.categorical"
-    if key_or_logits is not None and not _is_key(key_or_logits):
-        if logits is not None:
-            raise op_error(TypeError, op, "logits given twice")
-        logits, key_or_logits = key_or_logits, None
+    if key_or_logits is not None and not _is_key(key_or_logits):  # categorical(logits, axis, shape)
+        extra, logits, key_or_logits = logits, key_or_logits, None
+        if extra is not None:
+            if axis is not _UNSET and shape is not None:
+                raise _too_many(op)
+            if axis is not _UNSET:
+                shape = axis
+            axis = extra
+    if axis is _UNSET:
+        axis = -1
     if logits is None:
         raise op_error(TypeError, op, "needs logits")
     logits = to_tensor(logits)
@@ -449,15 +469,19 @@ def _shuffle_indices(k, n):
     return x
 
 
-def permutation(key_or_x=None, x=None, axis: int = 0, *, key=None, seed=None) -> Tensor:
+def permutation(key_or_x=None, x=None, axis=_UNSET, *, key=None, seed=None) -> Tensor:
     """A shuffled copy of ``x`` along ``axis``, or a random permutation of ``range(x)`` for an int."""
     from .indexing import take
     from .shape import normalize_axis
     op = "random.permutation"
-    if key_or_x is not None and not _is_key(key_or_x):
-        if x is not None:
-            raise op_error(TypeError, op, "x given twice")
-        x, key_or_x = key_or_x, None
+    if key_or_x is not None and not _is_key(key_or_x):          # permutation(x, axis)
+        extra, x, key_or_x = x, key_or_x, None
+        if extra is not None:
+            if axis is not _UNSET:
+                raise _too_many(op)
+            axis = extra
+    if axis is _UNSET:
+        axis = 0
     k, _ = _resolve(op, key_or_x, None, key, seed)
     if x is None:
         raise op_error(TypeError, op, "needs x (an int or a tensor)")
@@ -472,17 +496,32 @@ def permutation(key_or_x=None, x=None, axis: int = 0, *, key=None, seed=None) ->
     return take(x, _shuffle_indices(k, x.shape[ax]), axis=ax)
 
 
-def shuffle(key_or_x=None, x=None, axis: int = 0, *, key=None, seed=None) -> Tensor:
+def shuffle(key_or_x=None, x=None, axis=_UNSET, *, key=None, seed=None) -> Tensor:
     """``permutation`` of a tensor along ``axis``."""
     return permutation(key_or_x, x, axis, key=key, seed=seed)
 
 
-def randint(key_or_shape=None, shape=None, minval=0, maxval=None, *, dtype=None, key=None,
-            seed=None) -> Tensor:
+def randint(key_or_shape=None, shape=None, minval=_UNSET, maxval=_UNSET, *, dtype=None,
+            key=None, seed=None) -> Tensor:
     """Integers uniform in ``[minval, maxval)`` (``maxval`` is required), JAX's algorithm:
-    two words of random bits reduced modulo the span. ``minval``/``maxval`` are Python ints."""
+    two words of random bits reduced modulo the span. ``minval``/``maxval`` are Python ints.
+
+    ``randint(key, shape, minval, maxval)`` (JAX) or ``randint(shape, minval, maxval, seed=..)``.
+    """
     from .math import remainder
     op = "random.randint"
+    if key_or_shape is not None and not _is_key(key_or_shape):  # randint(shape, lo, hi, ...)
+        if shape is not None:           # the positionals after the shape are minval, maxval
+            if minval is not _UNSET:
+                if maxval is not _UNSET:
+                    raise _too_many(op)
+                maxval = minval
+            minval = shape
+        key_or_shape, shape = None, key_or_shape
+    if minval is _UNSET:
+        minval = 0
+    if maxval is _UNSET:
+        maxval = None
     k, shape = _resolve(op, key_or_shape, shape, key, seed)
     dtype = dt.canonical(dtype) if dtype is not None else dt.default_int
     if not dt.is_integer(dtype):
