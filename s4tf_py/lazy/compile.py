@@ -68,7 +68,7 @@ def is_tracing() -> bool:
 
 class _Entry:
     __slots__ = ("executable", "out_tree", "out_static", "captured", "n_dynamic", "device",
-                 "function")
+                 "function", "single_output")
 
 
 class CompiledFunction:
@@ -78,19 +78,35 @@ class CompiledFunction:
         self.fn = fn
         self.device = device
         self._cache: dict = {}
+        self._fast: dict = {}        # positional-Tensor signatures -> the same entries
         self.traces = 0
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
-        flat, in_tree = tree.flatten((args, kwargs))
         if _trace_depth[0]:        # called inside another trace: inline the body
             return self.fn(*args, **kwargs)
+        if not kwargs:
+            # fast path: positional Tensors only (the common training-step call)
+            fast_key = []
+            for a in args:
+                if type(a) is not Tensor:
+                    break
+                n = a._node
+                fast_key.append((n.shape, n.dtype, n.weak, n.device))
+            else:
+                entry = self._fast.get(tuple(fast_key))
+                if entry is not None:
+                    return self._run_fast(entry, args)
+        flat, in_tree = tree.flatten((args, kwargs))
         kinds = tuple(_classify(v) for v in flat)
         key = (in_tree, kinds)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._trace(flat, in_tree, kinds)
             self._cache[key] = entry
+            if not kwargs and all(type(a) is Tensor for a in args):
+                self._fast[tuple((a._node.shape, a._node.dtype, a._node.weak, a._node.device)
+                                 for a in args)] = entry
         inputs = []
         for v, k in zip(flat, kinds):
             if k[0] == "t":
@@ -110,6 +126,27 @@ class CompiledFunction:
                 out_leaves.append(static)
             else:
                 out_leaves.append(wrap(graph.leaf(next(it), aval[0], aval[1], aval[2], entry.device)))
+        return tree.unflatten(entry.out_tree, out_leaves)
+
+    def _run_fast(self, entry, args):
+        inputs = []
+        for a in args:
+            n = a._node
+            if n.value is None:
+                from .materialize import materialize
+                materialize([n])
+            inputs.append(n.value)
+        for leaf in entry.captured:
+            inputs.append(leaf.value)
+        outs = entry.executable(inputs)
+        if entry.single_output is not None:
+            shape, dtype, weak = entry.single_output
+            return wrap(graph.leaf(outs[0], shape, dtype, weak, entry.device))
+        out_leaves = []
+        it = iter(outs)
+        for static, aval in entry.out_static:
+            out_leaves.append(static if static is not _DYNAMIC else
+                              wrap(graph.leaf(next(it), aval[0], aval[1], aval[2], entry.device)))
         return tree.unflatten(entry.out_tree, out_leaves)
 
     def _trace(self, flat, in_tree, kinds):
@@ -151,25 +188,17 @@ class CompiledFunction:
         key = ("compile", structural_key(ordered, ops, slot, out_nodes))
         backend = get_backend(device)
         entry = _Entry()
-        entry.executable = _Runner(get_executable(
+        entry.executable = (get_executable(
             backend, key, lambda: function_from_graph(ordered, ops, slot, out_nodes,
                                                       name=getattr(self.fn, "__name__", "fn")),
             what=f"function {getattr(self.fn, '__name__', 'fn')}"))
         entry.out_tree = out_tree
         entry.out_static = out_static
+        entry.single_output = (out_static[0][1] if out_tree.kind is None and len(out_static) == 1
+                               and out_static[0][0] is _DYNAMIC else None)
         entry.captured = captured
         entry.device = device
         return entry
-
-
-class _Runner:
-    __slots__ = ("exe",)
-
-    def __init__(self, exe):
-        self.exe = exe
-
-    def __call__(self, inputs):
-        return self.exe(inputs)
 
 
 _DYNAMIC = object()
