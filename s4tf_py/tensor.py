@@ -136,7 +136,10 @@ class Tensor:
             else:
                 arr = _infer_from_python(value)
                 if dtype is not None and arr.dtype != dtype:
-                    arr = _checked_cast(arr, dtype)
+                    # cast from the Python values, not from the default-dtype array: a float64
+                    # request must not round through float32
+                    src = np.asarray(value, dtype=np.float64) if arr.dtype.kind == "f" else arr
+                    arr = _checked_cast(src, dtype)
         except (ValueError, TypeError, OverflowError) as e:
             raise op_error(type(e) if type(e) is not OverflowError else ValueError,
                            "Tensor", str(e)) from None

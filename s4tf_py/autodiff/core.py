@@ -38,8 +38,14 @@ def mark(t: Tensor) -> Tensor:
     return wrap(graph.bind_unique(IDENTITY, (n,), (), n.shape, n.dtype, n.weak, n.device))
 
 
+_STOP: list = [None]     # the stop_gradient primitive: nothing behind it depends on the marks
+
+
 def _subgraph(outputs: list[Node], mark_ids: set[int]):
     """Nodes between the marks and ``outputs`` in topological order, and which depend on a mark."""
+    if _STOP[0] is None:
+        from ..ops._core import STOP_GRADIENT
+        _STOP[0] = STOP_GRADIENT
     order: list[Node] = []
     depends: dict[int, bool] = {}
     for out in outputs:
@@ -58,7 +64,8 @@ def _subgraph(outputs: list[Node], mark_ids: set[int]):
                     break
             if not pushed:
                 stack.pop()
-                d = id(node) in mark_ids or any(depends[id(i)] for i in node.inputs)
+                d = id(node) in mark_ids or (node.prim is not _STOP[0] and
+                                             any(depends[id(i)] for i in node.inputs))
                 depends[id(node)] = d
                 if d:
                     order.append(node)
@@ -70,6 +77,8 @@ def keep_graph(outputs: list[Node], mark_ids: set[int]) -> None:
     order, _ = _subgraph(outputs, mark_ids)
     for n in order:
         n.keep = True
+        for i in n.inputs:        # constants the rules will read again must not be donated
+            i.keep = True
 
 
 def _producer(node: Node) -> Node:

@@ -53,8 +53,12 @@ class Differentiable:
         return self
 
 
+def _is_struct(v) -> bool:
+    return hasattr(type(v), "__s4_diff_fields__")
+
+
 def _move_value(v, t):
-    if isinstance(v, Differentiable):
+    if _is_struct(v):
         v.move(along=t)
         return v
     if isinstance(v, Tensor):
@@ -72,7 +76,7 @@ def _is_differentiable_value(v) -> bool:
     if isinstance(v, Tensor):
         from ..dtypes import is_floating
         return is_floating(v.dtype)
-    if isinstance(v, (float, Differentiable)):
+    if isinstance(v, float) or _is_struct(v):
         return True
     if isinstance(v, (tuple, list)):
         return len(v) > 0 and all(_is_differentiable_value(x) for x in v)

@@ -182,9 +182,7 @@ class CompiledFunction:
                     "as an argument")
         # parameters first (in argument order), then captured tensors (closures, globals)
         ordered = params + captured
-        slot = dict(slot)
-        for i, n in enumerate(ordered):
-            slot[id(n)] = i
+        slot = _renumber(ordered, ops)
         key = ("compile", structural_key(ordered, ops, slot, out_nodes))
         backend = get_backend(device)
         entry = _Entry()
@@ -202,6 +200,14 @@ class CompiledFunction:
 
 
 _DYNAMIC = object()
+
+
+def _renumber(inputs, ops) -> dict:
+    """Slots with the function's inputs first (unused arguments included), then the ops."""
+    slot = {id(n): i for i, n in enumerate(inputs)}
+    for k, n in enumerate(ops):
+        slot[id(n)] = len(inputs) + k
+    return slot
 
 
 def compile(fn=None, *, device=None):  # noqa: A001 - the public name is fixed by the design
@@ -248,9 +254,7 @@ def trace(f, *args, optimize: bool = False, **kwargs):
     leaves, ops, slot = collect(out_nodes)
     param_ids = {id(p) for p in params}
     ordered = params + [l for l in leaves if id(l) not in param_ids]
-    slot = dict(slot)
-    for i, n in enumerate(ordered):
-        slot[id(n)] = i
+    slot = _renumber(ordered, ops)
     name = getattr(f, "__name__", "fn").strip("<>")
     fn = function_from_graph(ordered, ops, slot, out_nodes, name=name)
     if optimize:

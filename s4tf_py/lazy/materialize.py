@@ -158,8 +158,9 @@ def _take_inputs(leaves, consumers) -> list:
     the executable may overwrite it (functional updates then run in place).
     """
     inputs = []
+    donate = not graph.keep_inputs[0]       # a function being differentiated may read them again
     for leaf in leaves:
-        if _getrefcount(leaf) <= 3 + consumers.get(id(leaf), 0):
+        if donate and not leaf.keep and _getrefcount(leaf) <= 3 + consumers.get(id(leaf), 0):
             inputs.append(leaf.value)
             leaf.value = _DONATED
             counters["buffer_donations"] += 1

@@ -324,11 +324,11 @@ CONVERT = define("convert", _convert_rule, _convert_impl, record_location=True,
                  doc="Cast to another dtype (differentiable between float types only).")
 
 
-def _constant_rule(*, value, dtype, shape=(), weak=False):
+def _constant_rule(*, value, dtype, shape=(), weak=False, negative_zero=False):
     return AVal(tuple(shape), dtype, weak)
 
 
-def _constant_impl(*, value, dtype, shape=(), weak=False):
+def _constant_impl(*, value, dtype, shape=(), weak=False, negative_zero=False):
     return np.full(shape, value, dtype=dtype)
 
 

@@ -45,6 +45,9 @@ IOTA = define("iota", _iota_rule, _iota_impl, nullary=True,
               differentiable=False, doc="0, 1, 2, ... along ``dimension``, broadcast to ``shape``.")
 
 
+_NAN = _m.nan   # one NaN object (the parser uses it too): params compare by identity first
+
+
 def _fill_value(value, dtype):
     if isinstance(value, Tensor):
         value = value.item()
@@ -54,7 +57,8 @@ def _fill_value(value, dtype):
         if isinstance(value, float) and not _m.isfinite(value):
             raise op_error(ValueError, "full", f"cannot fill an {dtype} tensor with {value}")
         return int(value)
-    return float(value)
+    value = float(value)
+    return _NAN if value != value else value
 
 
 def full(shape, fill_value, *, dtype=None, device=None) -> Tensor:
@@ -65,8 +69,11 @@ def full(shape, fill_value, *, dtype=None, device=None) -> Tensor:
             else dt.default_float
     dtype = dt.canonical(dtype)
     value = _fill_value(fill_value, dtype)
-    return wrap(bind(CONSTANT, (), (("value", value), ("dtype", dtype), ("shape", shape)),
-                     shape, dtype, False, device or get_default_device()))
+    params = (("value", value), ("dtype", dtype), ("shape", shape))
+    if value == 0 and isinstance(value, float) and _m.copysign(1.0, value) < 0:
+        # -0.0 == 0.0 in Python, so a key of (value,) alone would merge them: mark the sign
+        params += (("negative_zero", True),)
+    return wrap(bind(CONSTANT, (), params, shape, dtype, False, device or get_default_device()))
 
 
 def zeros(shape, *, dtype=None, device=None) -> Tensor:

@@ -11,7 +11,9 @@ pass           what it does
 ``dce``        removes equations whose results reach no output
 =============  ==================================================================================
 
-Every pass returns a new Function and never changes its input (equations and values that do
+:func:`optimize` also optimizes the bodies of control-flow equations (the Regions in the params
+of ``cond``, ``while_loop``, ``scan``), each with the same pipeline. Every pass returns a new
+Function and never changes its input (equations and values that do
 not change are shared between the two, and are never mutated). Passes keep the parameters (all
 of them, in order, even unused ones), the outputs' order and types, and the function's name.
 
@@ -19,7 +21,7 @@ of them, in order, even unused ones), the outputs' order and types, and the func
 """
 from __future__ import annotations
 
-from ..function import Function
+from ..function import Eqn, Function
 from . import cse as _cse_mod
 from . import dce as _dce_mod
 from . import fold as _fold_mod
@@ -28,6 +30,7 @@ from .cse import cse
 from .dce import dce
 from .fold import FOLD_LIMIT, fold
 from .simplify import simplify
+from ._util import is_opaque, regions_in
 
 __all__ = ["optimize", "simplify", "fold", "cse", "dce", "FOLD_LIMIT", "PIPELINE",
            "MAX_ITERATIONS"]
@@ -50,7 +53,8 @@ def optimize(fn: Function, *, max_iterations: int = MAX_ITERATIONS) -> Function:
       return %0
     }
     """
-    cur = Function(fn.params, fn.eqns, fn.outputs, name=fn.name)
+    cur = _optimize_regions(Function(fn.params, fn.eqns, fn.outputs, name=fn.name),
+                            max_iterations)
     for _ in range(max(1, max_iterations)):
         changed = False
         for step in PIPELINE:
@@ -59,3 +63,28 @@ def optimize(fn: Function, *, max_iterations: int = MAX_ITERATIONS) -> Function:
         if not changed:
             break
     return cur
+
+
+def _optimize_value(v, max_iterations):
+    from ..region import Region
+    if isinstance(v, Region):
+        new = optimize(v.fn, max_iterations=max_iterations)
+        return v if new.structural_key() == v.fn.structural_key() else Region(new)
+    if isinstance(v, tuple):
+        items = tuple(_optimize_value(x, max_iterations) for x in v)
+        return v if all(a is b for a, b in zip(items, v)) else items
+    return v
+
+
+def _optimize_regions(fn: Function, max_iterations: int) -> Function:
+    """``fn`` with the bodies of its control-flow equations (Regions in params) optimized."""
+    if not any(regions_in(e.params) for e in fn.eqns):
+        return fn
+    eqns = []
+    for e in fn.eqns:
+        if regions_in(e.params) and not is_opaque(e.prim):
+            params = tuple((k, _optimize_value(v, max_iterations)) for k, v in e.params)
+            if any(a is not b for (_, a), (_, b) in zip(params, e.params)):
+                e = Eqn(e.prim, e.inputs, params, e.outs, e.loc)
+        eqns.append(e)
+    return Function(fn.params, eqns, fn.outputs, name=fn.name)
