@@ -140,11 +140,13 @@ def promote(a: np.dtype, a_weak: bool, b: np.dtype, b_weak: bool) -> tuple[np.dt
             return r, True
         return r, a_weak
     strong, weak = (b, a) if a_weak else (a, b)
-    # A weak scalar adopts the strong operand's type unless its kind is "higher".
+    # A weak scalar adopts the strong operand's type unless its kind is "higher"; then the
+    # result is the *weak* default of that kind (JAX's lattice), which keeps promotion
+    # associative: (i32 * 0.5) + f16 is float16 whichever way it is grouped.
     if weak in FLOATING and strong not in FLOATING:
-        return default_float, False
+        return default_float, True
     if weak in INTEGER and strong == bool_:
-        return default_int, False
+        return default_int, True
     return strong, False
 
 

@@ -115,7 +115,10 @@ class Tensor:
 
     def __init__(self, value=None, dtype=None, device: Device | None = None):
         if dtype is not None:
-            dtype = dt.canonical(dtype)
+            try:
+                dtype = dt.canonical(dtype)
+            except TypeError as e:
+                raise op_error(type(e), "Tensor", str(e)) from None
         if isinstance(value, Tensor):
             node = value._node
             if dtype is not None and dtype != node.dtype:
@@ -221,6 +224,9 @@ class Tensor:
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         """Export a *copy* of the value: DLPack consumers (torch) may write into what they get,
         which must never change this Tensor (value semantics)."""
+        if copy is False:
+            raise BufferError("s4tf_py tensors export only copies through DLPack (a consumer "
+                              "could otherwise write into a value); pass copy=None or True")
         kw = {} if max_version is None else {"max_version": max_version}
         return self._value().copy().__dlpack__(**kw)
 

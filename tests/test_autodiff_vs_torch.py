@@ -235,7 +235,8 @@ def test_conv_pool_forward_mode_matches_torch_and_second_order():
         tf, (torch.tensor(_nhwc_to_nchw(x)), torch.tensor(_hwio_to_oihw(w))),
         (torch.tensor(_nhwc_to_nchw(tx_)), torch.tensor(_hwio_to_oihw(tw_))))
     close(t, want)
-    s4.check_grads(f, (t64(x), t64(w)), order=2)
+    # max pooling is piecewise smooth: a small step keeps finite differences off its kinks
+    s4.check_grads(f, (t64(x), t64(w)), order=2, eps=1e-6)
 
 
 def test_max_and_avg_pool_gradients():

@@ -59,6 +59,11 @@ def _closure_convert(out_nodes, params):
             if n.prim is None or n.value is not None:
                 dep[id(n)] = False
                 continue
+            if n.prim.nullary:
+                # constants and iotas are recreated inside the body (so passes can fold them)
+                dep[id(n)] = True
+                order.append(n)
+                continue
             if not expanded:
                 stack.append((n, True))
                 for i in n.inputs:

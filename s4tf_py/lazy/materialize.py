@@ -114,9 +114,7 @@ def materialize(nodes) -> None:
     if not targets:
         return
     leaves, ops, slot = collect(targets)
-    for leaf in leaves:
-        if leaf.value is None:
-            _raise_abstract(leaf)
+    _check_concrete(leaves)
 
     consumers = _count_consumers(ops)
 
@@ -148,6 +146,13 @@ def materialize(nodes) -> None:
         # a multiple-result node keeps all its results (its selections read them later)
         n.value = tuple(next(it) for _ in n.avals) if n.prim.multiple_results else next(it)
         graph.forget(n)
+
+
+def _check_concrete(leaves) -> None:
+    """Abstract leaves (traced inputs) have no value to compute with."""
+    for leaf in leaves:
+        if leaf.value is None:
+            _raise_abstract(leaf)
 
 
 def _take_inputs(leaves, consumers) -> list:

@@ -18,6 +18,14 @@ from ..tensor import Tensor, wrap
 from ._core import CONSTANT
 
 
+def _dtype(op, dtype):
+    """``dt.canonical`` with the error naming the op and the user's line."""
+    try:
+        return dt.canonical(dtype)
+    except TypeError as e:
+        raise op_error(type(e), op, str(e)) from None
+
+
 def _norm_shape(op, shape) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
@@ -67,7 +75,7 @@ def full(shape, fill_value, *, dtype=None, device=None) -> Tensor:
     if dtype is None:
         dtype = dt.python_scalar_dtype(fill_value) if isinstance(fill_value, (bool, int, float)) \
             else dt.default_float
-    dtype = dt.canonical(dtype)
+    dtype = _dtype("full", dtype)
     value = _fill_value(fill_value, dtype)
     params = (("value", value), ("dtype", dtype), ("shape", shape))
     if value == 0 and isinstance(value, float) and _m.copysign(1.0, value) < 0:
@@ -108,7 +116,7 @@ def full_like(x, /, fill_value, *, dtype=None, device=None) -> Tensor:
 
 def iota(shape, dimension=0, *, dtype=None, device=None) -> Tensor:
     shape = _norm_shape("iota", shape)
-    dtype = dt.canonical(dtype or dt.default_int)
+    dtype = _dtype("iota", dtype or dt.default_int)
     if not 0 <= dimension < len(shape):
         raise op_error(ValueError, "iota", f"dimension {dimension} is out of range for shape {shape}")
     return wrap(bind(IOTA, (), (("shape", shape), ("dtype", dtype), ("dimension", dimension)),
@@ -125,7 +133,7 @@ def arange(start, /, stop=None, step=1, *, dtype=None, device=None) -> Tensor:
     if dtype is None:
         dtype = dt.default_float if any(isinstance(v, float) for v in (start, stop, step)) \
             else dt.default_int
-    dtype = dt.canonical(dtype)
+    dtype = _dtype("arange", dtype)
     r = iota((n,), 0, dtype=dtype, device=device)
     if step != 1:
         r = r * step
@@ -136,7 +144,7 @@ def arange(start, /, stop=None, step=1, *, dtype=None, device=None) -> Tensor:
 
 def linspace(start, stop, /, num, *, dtype=None, device=None, endpoint=True) -> Tensor:
     """``num`` evenly spaced values from ``start`` to ``stop``."""
-    dtype = dt.canonical(dtype or dt.default_float)
+    dtype = _dtype("linspace", dtype or dt.default_float)
     if num < 0:
         raise op_error(ValueError, "linspace", f"num must be non-negative, got {num}")
     div = (num - 1) if endpoint else num
@@ -151,7 +159,7 @@ def linspace(start, stop, /, num, *, dtype=None, device=None, endpoint=True) -> 
 def eye(n_rows, n_cols=None, /, *, k=0, dtype=None, device=None) -> Tensor:
     """Ones on the ``k``-th diagonal, zeros elsewhere."""
     n_cols = n_rows if n_cols is None else n_cols
-    dtype = dt.canonical(dtype or dt.default_float)
+    dtype = _dtype("eye", dtype or dt.default_float)
     r = iota((n_rows, n_cols), 0, dtype=dt.int32, device=device)
     c = iota((n_rows, n_cols), 1, dtype=dt.int32, device=device)
     from .math import astype, equal
@@ -177,6 +185,8 @@ def triu(x, /, *, k=0) -> Tensor:
 
 def asarray(obj, /, *, dtype=None, device=None, copy=None) -> Tensor:
     """Array API ``asarray``: a Tensor from anything array-like (Tensors are not copied: O(1))."""
+    if dtype is not None:
+        dtype = _dtype("asarray", dtype)
     if isinstance(obj, Tensor):
         t = obj if dtype is None else obj.astype(dtype)
         return t.to(device) if device is not None else t.copy()

@@ -392,6 +392,13 @@ def setitem(x, index, value) -> Tensor:
     adv = [k for k, i in enumerate(idx) if _is_int_array(i) or isinstance(i, Tensor)]
     if not adv:
         return _set_basic(x, idx, v)
+    if builtins.any(i is None for i in idx):
+        # None only inserts size-1 axes into the indexed region: broadcast the value to the
+        # region x[index] has, then drop those axes (a reshape keeps the element order)
+        region = getitem(x, tuple(idx)).shape
+        v = broadcast_to(v, region)
+        idx = [i for i in idx if i is not None]
+        v = reshape(v, getitem(x, tuple(idx)).shape)
     return _set_advanced(x, idx, v)
 
 
@@ -432,9 +439,6 @@ def _set_basic(x, idx, v):
 
 def _set_advanced(x, idx, v):
     idx = [np.asarray(i) if isinstance(i, (int, np.integer)) else i for i in idx]
-    if builtins.any(i is None for i in idx):
-        raise op_error(IndexError, "setitem", "None (newaxis) cannot be combined with integer-array "
-                       "indices in an assignment", [x])
     adv = [k for k, i in enumerate(idx) if not isinstance(i, builtins.slice)]
     if builtins.any(i != builtins.slice(None) for k, i in enumerate(idx) if k not in adv):
         # x[arr, 1:3] = v  →  update the sliced view through a gather/scatter of the whole axis

@@ -323,7 +323,6 @@ def lu(x, /) -> tuple[Tensor, Tensor, Tensor]:
     """``(p, l, u)`` with ``x = p @ l @ u`` (scipy's ``lu``): ``p`` a permutation matrix,
     ``l`` unit lower triangular (m, k), ``u`` upper triangular (k, n)."""
     from .creation import eye, tril, triu
-    from .indexing import one_hot
     from .shape import slice as _slice
     x = _float_matrix("lu", x, square=False)
     lu_, _, perm = bind_op(LU, [x])
@@ -333,7 +332,9 @@ def lu(x, /) -> tuple[Tensor, Tensor, Tensor]:
     upper = _slice(lu_, (0,) * x.ndim, x.shape[:-2] + (k, n))
     l_ = tril(lower, k=-1) + eye(m, k, dtype=x.dtype, device=x.device)
     u_ = triu(upper)
-    p = matrix_transpose(one_hot(perm, m, dtype=x.dtype))
+    # a where-built mask, not one_hot's float cast: the permutation depends on x through
+    # integers, which the derivative treats as constants (a cast would be diagnosed)
+    p = matrix_transpose(_perm_matrix(perm, m, x.dtype))
     return p, l_, u_
 
 
@@ -590,3 +591,348 @@ def cross(x1, x2, /, *, axis=-1) -> Tensor:
     a0, a1, a2 = (slice_axis(a, ax, i, i + 1) for i in range(3))
     b0, b1, b2 = (slice_axis(b, ax, i, i + 1) for i in range(3))
     return concatenate([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=ax)
+
+
+# ---- derivatives ------------------------------------------------------------------------------
+#
+# Written with ordinary ops (matmul, triangular_solve, tril...), so the derivatives of the
+# decompositions are programs again and differentiate to any order. All rules are batched over
+# the leading dimensions. Assumptions, as in JAX/TF/torch:
+#
+# * cholesky, eigh read one triangle of their input: the derivative is that of the function of
+#   that triangle (the tangent of the other triangle is zero, the cotangent lands on the read
+#   triangle only).
+# * lu: the derivative of the packed factors for fixed pivots (De Hoog, Anderssen and Lukas, as
+#   JAX's lu_jvp); the pivots and permutation are integers and carry none.
+# * qr: full rank (R invertible). For ``mode="complete"`` of a tall matrix the trailing columns of
+#   Q are only defined up to a rotation of the orthogonal complement: their derivative is the
+#   minimal one (Q2^T dQ2 = 0), so every function invariant to that choice (Q R, Q^T Q, R, the
+#   projector Q1 Q1^T...) differentiates exactly.
+# * svd: distinct, non-zero singular values (the derivative of U and V diverges as two singular
+#   values meet); signs of the singular vectors are gauge, so only sign-invariant functions of
+#   U and Vh are meaningful to differentiate. Trailing columns of U (or rows of Vh) of
+#   ``full_matrices=True`` get the minimal derivative, as for qr.
+# * eigh: distinct eigenvalues (same caveats for the eigenvectors' signs).
+
+def _mT(x):
+    return matrix_transpose(x)
+
+
+def _eye_like(x, n=None):
+    from .creation import eye
+    return eye(n or x.shape[-1], dtype=x.dtype, device=x.device)
+
+
+def _diag_embed(v):
+    """(..., n) -> (..., n, n) with ``v`` on the diagonal."""
+    from .shape import expand_dims
+    return expand_dims(v, -2) * _eye_like(v, v.shape[-1])
+
+
+def _diag_part(x):
+    """(..., n, n) -> (..., n): the diagonal (as a masked sum, differentiable)."""
+    from .reduction import sum as _sum
+    return _sum(x * _eye_like(x), axis=-1)
+
+
+def _sym_from_triangle(t, lower):
+    """The symmetric matrix a function reading one triangle of its input sees for ``t``:
+    ``tril(t) + tril(t, -1)^T`` (or the upper analogue)."""
+    from .creation import tril, triu
+    if lower:
+        return tril(t) + _mT(tril(t, k=-1))
+    return triu(t) + _mT(triu(t, k=1))
+
+
+def _onto_triangle(g, lower):
+    """The transpose of :func:`_sym_from_triangle`: a cotangent of the symmetric matrix moved
+    onto the triangle that was read."""
+    from .creation import tril, triu
+    if lower:
+        return tril(g) + tril(_mT(g), k=-1)
+    return triu(g) + triu(_mT(g), k=1)
+
+
+def _tri_mask(x, lower, unit):
+    from .creation import tril, triu
+    k = (-1 if lower else 1) if unit else 0
+    return tril(x, k=k) if lower else triu(x, k=k)
+
+
+def _phi(x):
+    """Lower triangle with the diagonal halved (the Cholesky derivative's projection)."""
+    from .creation import tril
+    return tril(x) - 0.5 * x * _eye_like(x)
+
+
+def _inv_gaps(s, squared):
+    """F[i, j] = 1 / (s_j - s_i) (or 1 / (s_j^2 - s_i^2)) off the diagonal, 0 on it."""
+    from .math import where
+    from .shape import expand_dims
+    from .creation import eye
+    row, col = expand_dims(s, -1), expand_dims(s, -2)
+    d = col * col - row * row if squared else col - row
+    n = s.shape[-1]
+    on_diag = eye(n, dtype=dt.bool_, device=s.device)
+    return where(on_diag, 0.0, 1.0 / where(on_diag, 1.0, d))
+
+
+def _complement_jvp(q1, q2, dq1):
+    """Minimal derivative of the trailing orthonormal columns ``q2``: -Q1 dQ1^T Q2."""
+    return -matmul(q1, matmul(_mT(dq1), q2))
+
+
+def _lu_factors(lu_, m, n):
+    """``l`` (m, m) unit lower and ``u`` (n, n) upper, padded with identity blocks."""
+    from .creation import eye, tril, triu
+    from .shape import pad as _pad
+    from .shape import slice as _slice
+    k = builtins.min(m, n)
+    nd = lu_.ndim
+    lo = tril(_slice(lu_, (0,) * nd, lu_.shape[:-1] + (k,)), k=-1)
+    if m > k:
+        lo = _pad(lo, [(0, 0)] * (nd - 1) + [(0, m - k)])
+    lo = lo + eye(m, dtype=lu_.dtype, device=lu_.device)
+    up = triu(_slice(lu_, (0,) * nd, lu_.shape[:-2] + (k, n)))
+    if n > k:
+        up = _pad(up, [(0, 0)] * (nd - 2) + [(0, n - k), (0, 0)])
+        up = up + _pad(eye(n - k, dtype=lu_.dtype, device=lu_.device), [(k, 0), (k, 0)])
+    return lo, up
+
+
+def _perm_matrix(perm, m, dtype):
+    """P with P[i, j] = 1 where perm[i] == j, so P @ x == x[perm]."""
+    from .creation import iota
+    from .math import equal, where
+    from .shape import expand_dims
+    hot = equal(expand_dims(perm, -1), iota((m,), 0, dtype=perm.dtype, device=perm.device))
+    return where(hot, 1.0, 0.0).astype(dtype)
+
+
+def _derivatives():
+    from ..ir.registry import defjvp, defvjp
+    from .creation import tril, triu
+    from .shape import concatenate, slice_axis
+
+    # -- cholesky: dL = L Phi(L^-1 dA L^-T), dA symmetric from the lower triangle read
+    def cholesky_jvp(ts, x, *, out):
+        if ts[0] is None:
+            return None
+        lo = out
+        da = _sym_from_triangle(ts[0], True)
+        y = triangular_solve(lo, da, lower=True)
+        xm = triangular_solve(lo, y, left_side=False, lower=True, transpose_a=True)
+        return matmul(lo, _phi(xm))
+
+    def cholesky_vjp(ct, x, *, out):
+        lo = out
+        p = _phi(matmul(_mT(lo), ct))
+        z = triangular_solve(lo, p, lower=True, transpose_a=True)
+        s = triangular_solve(lo, z, left_side=False, lower=True)
+        return (_onto_triangle(0.5 * (s + _mT(s)), True),)
+    defvjp(CHOLESKY, cholesky_vjp)
+    defjvp(CHOLESKY, cholesky_jvp)
+
+    # -- triangular_solve: op(A) X = B  =>  dX = op(A)^-1 (dB - op(dA) X)   (left side)
+    #                      X op(A) = B  =>  dX = (dB - X op(dA)) op(A)^-1   (right side)
+    def trsolve_jvp(ts, a, b, *, out, left_side, lower, transpose_a, unit_diagonal):
+        ta, tb = ts
+        rhs = tb
+        if ta is not None:
+            da = _tri_mask(ta, lower, unit_diagonal)
+            da = _mT(da) if transpose_a else da
+            corr = matmul(da, out) if left_side else matmul(out, da)
+            rhs = -corr if rhs is None else rhs - corr
+        if rhs is None:
+            return None
+        return triangular_solve(a, rhs, left_side=left_side, lower=lower,
+                                transpose_a=transpose_a, unit_diagonal=unit_diagonal)
+
+    def trsolve_vjp(ct, a, b, *, out, left_side, lower, transpose_a, unit_diagonal):
+        cb = triangular_solve(a, ct, left_side=left_side, lower=lower,
+                              transpose_a=not transpose_a, unit_diagonal=unit_diagonal)
+        if left_side:
+            g = matmul(out, _mT(cb)) if transpose_a else matmul(cb, _mT(out))
+        else:
+            g = matmul(_mT(cb), out) if transpose_a else matmul(_mT(out), cb)
+        return -_tri_mask(g, lower, unit_diagonal), cb
+    defvjp(TRIANGULAR_SOLVE, trsolve_vjp)
+    defjvp(TRIANGULAR_SOLVE, trsolve_jvp)
+
+    # -- lu (fixed pivots): with X = P dA, W = l^-1 X u^-1,
+    #    d(lu) = l tril(W, -1) + triu(W) u      (l, u padded to square with identity blocks)
+    def lu_jvp(ts, x, *, out):
+        if ts[0] is None:
+            return None
+        lu_, _, perm = out
+        m, n = x.shape[-2:]
+        lo, up = _lu_factors(lu_, m, n)
+        xp = matmul(_perm_matrix(perm, m, x.dtype), ts[0])
+        w = triangular_solve(lo, xp, lower=True, unit_diagonal=True)
+        w = triangular_solve(up, w, left_side=False, lower=False)
+        return matmul(lo, tril(w, k=-1)) + matmul(triu(w), up), None, None
+
+    def lu_vjp(ct, x, *, out):
+        lu_, _, perm = out
+        m, n = x.shape[-2:]
+        lo, up = _lu_factors(lu_, m, n)
+        g = ct[0]
+        gw = tril(matmul(_mT(lo), g), k=-1) + triu(matmul(g, _mT(up)))
+        gw = triangular_solve(up, gw, left_side=False, lower=False, transpose_a=True)
+        gx = triangular_solve(lo, gw, lower=True, transpose_a=True, unit_diagonal=True)
+        return (matmul(_mT(_perm_matrix(perm, m, x.dtype)), gx),)
+    defvjp(LU, lu_vjp)
+    defjvp(LU, lu_jvp)
+
+    # -- qr (full rank). For m >= n with Q (m, n), R (n, n):
+    #    Xr = dA R^-1, C = Q^T Xr, Om = tril(C, -1) - tril(C, -1)^T (skew),
+    #    dQ = Q (Om - C) + Xr, dR = (C - Om) R.
+    #    m < n: A = [X Y] with X square; dR2 = Q^T dY - Om R2.
+    def qr_jvp(ts, x, *, out, full_matrices):
+        if ts[0] is None:
+            return None
+        q, r = out
+        da = ts[0]
+        m, n = x.shape[-2:]
+        k = builtins.min(m, n)
+        q1 = slice_axis(q, -1, 0, k)
+        r1 = slice_axis(r, -2, 0, k)                # (k, n)
+        r11 = slice_axis(r1, -1, 0, k)              # (k, k)
+        dx = slice_axis(da, -1, 0, k)
+        xr = triangular_solve(r11, dx, left_side=False, lower=False)
+        c = matmul(_mT(q1), xr)
+        lc = tril(c, k=-1)
+        om = lc - _mT(lc)
+        dq1 = matmul(q1, om - c) + xr
+        dr = matmul(c - om, r11)
+        if n > k:
+            dr2 = matmul(_mT(q1), slice_axis(da, -1, k, n)) - matmul(om, slice_axis(r1, -1, k, n))
+            dr = concatenate([dr, dr2], axis=-1)
+        dq = dq1
+        if q.shape[-1] > k:                         # complete, tall: Q = [Q1 Q2], R = [R1; 0]
+            q2 = slice_axis(q, -1, k, m)
+            dq = concatenate([dq1, _complement_jvp(q1, q2, dq1)], axis=-1)
+            from .creation import zeros
+            dr = concatenate([dr, zeros(r.shape[:-2] + (m - k, n), dtype=r.dtype,
+                                        device=r.device)], axis=-2)
+        return dq, dr
+
+    def qr_vjp(ct, x, *, out, full_matrices):
+        q, r = out
+        gq, gr = ct
+        m, n = x.shape[-2:]
+        k = builtins.min(m, n)
+        q1 = slice_axis(q, -1, 0, k)
+        gq1 = slice_axis(gq, -1, 0, k)
+        if q.shape[-1] > k:                         # the minimal derivative of Q2
+            q2 = slice_axis(q, -1, k, m)
+            gq1 = gq1 - matmul(q2, matmul(_mT(slice_axis(gq, -1, k, m)), q1))
+        r1 = slice_axis(r, -2, 0, k)
+        gr1 = slice_axis(gr, -2, 0, k)
+        r11 = slice_axis(r1, -1, 0, k)
+        gr11 = slice_axis(gr1, -1, 0, k)
+        mm = matmul(_mT(q1), gq1)
+        nn = matmul(gr11, _mT(r11))
+        k_om = mm - nn
+        if n > k:
+            r2 = slice_axis(r1, -1, k, n)
+            gr2 = slice_axis(gr1, -1, k, n)
+            k_om = k_om - matmul(gr2, _mT(r2))
+        gc = tril(k_om - _mT(k_om), k=-1) + nn - mm
+        gxr = gq1 + matmul(q1, gc)
+        gx = triangular_solve(r11, gxr, left_side=False, lower=False, transpose_a=True)
+        if n > k:
+            gx = concatenate([gx, matmul(q1, gr2)], axis=-1)
+        return (gx,)
+    defvjp(QR, qr_vjp)
+    defjvp(QR, qr_jvp)
+
+    # -- svd (distinct non-zero singular values). With dP = U^T dA V, F_ij = 1/(s_j^2 - s_i^2):
+    #    ds = diag(dP), dU = U [F o (dP S + S dP^T)] + (I - U U^T) dA V S^-1   (m > n),
+    #    dV = V [F o (S dP + dP^T S)] + (I - V V^T) dA^T U S^-1                (n > m).
+    def svd_parts(out, m, n):
+        u, s, vh = out
+        k = builtins.min(m, n)
+        u1 = slice_axis(u, -1, 0, k)
+        v1 = _mT(slice_axis(vh, -2, 0, k))
+        return u, s, vh, k, u1, v1
+
+    def svd_jvp(ts, x, *, out, full_matrices):
+        if ts[0] is None:
+            return None
+        from .shape import expand_dims
+        da = ts[0]
+        m, n = x.shape[-2:]
+        u, s, vh, k, u1, v1 = svd_parts(out, m, n)
+        dp = matmul(_mT(u1), matmul(da, v1))
+        ds = _diag_part(dp)
+        f = _inv_gaps(s, True)
+        srow = expand_dims(s, -2)                   # multiplies columns: X S
+        scol = expand_dims(s, -1)                   # multiplies rows:    S X
+        du = matmul(u1, f * (dp * srow + scol * _mT(dp)))
+        dv = matmul(v1, f * (scol * dp + _mT(dp) * srow))
+        if m > k:
+            dav = matmul(da, v1)
+            du = du + (dav - matmul(u1, matmul(_mT(u1), dav))) / srow
+        if n > k:
+            dau = matmul(_mT(da), u1)
+            dv = dv + (dau - matmul(v1, matmul(_mT(v1), dau))) / srow
+        if u.shape[-1] > k:
+            du = concatenate([du, _complement_jvp(u1, slice_axis(u, -1, k, m), du)], axis=-1)
+        if vh.shape[-2] > k:
+            v2 = _mT(slice_axis(vh, -2, k, n))
+            dv = concatenate([dv, _complement_jvp(v1, v2, dv)], axis=-1)
+        return du, ds, _mT(dv)
+
+    def svd_vjp(ct, x, *, out, full_matrices):
+        from .shape import expand_dims
+        gu, gs, gvh = ct
+        m, n = x.shape[-2:]
+        u, s, vh, k, u1, v1 = svd_parts(out, m, n)
+        gu1 = slice_axis(gu, -1, 0, k)
+        gv = _mT(gvh)
+        gv1 = slice_axis(gv, -1, 0, k)
+        if u.shape[-1] > k:
+            u2 = slice_axis(u, -1, k, m)
+            gu1 = gu1 - matmul(u2, matmul(_mT(slice_axis(gu, -1, k, m)), u1))
+        if vh.shape[-2] > k:
+            v2 = _mT(slice_axis(vh, -2, k, n))
+            gv1 = gv1 - matmul(v2, matmul(_mT(slice_axis(gv, -1, k, n)), v1))
+        f = _inv_gaps(s, True)
+        srow = expand_dims(s, -2)
+        scol = expand_dims(s, -1)
+        j = f * matmul(_mT(u1), gu1)
+        kk = f * matmul(_mT(v1), gv1)
+        gp = (j + _mT(j)) * srow + scol * (kk + _mT(kk)) + _diag_embed(gs)
+        ga = matmul(u1, matmul(gp, _mT(v1)))
+        if m > k:
+            t = gu1 / srow
+            ga = ga + matmul(t - matmul(u1, matmul(_mT(u1), t)), _mT(v1))
+        if n > k:
+            t = gv1 / srow
+            ga = ga + matmul(u1, _mT(t - matmul(v1, matmul(_mT(v1), t))))
+        return (ga,)
+    defvjp(SVD, svd_vjp)
+    defjvp(SVD, svd_jvp)
+
+    # -- eigh (distinct eigenvalues), dA symmetric from the triangle read:
+    #    dw = diag(V^T dA V), dV = V [F o (V^T dA V)] with F_ij = 1/(w_j - w_i)
+    def eigh_jvp(ts, x, *, out, lower):
+        if ts[0] is None:
+            return None
+        w, v = out
+        da = _sym_from_triangle(ts[0], lower)
+        dp = matmul(_mT(v), matmul(da, v))
+        return _diag_part(dp), matmul(v, _inv_gaps(w, False) * dp)
+
+    def eigh_vjp(ct, x, *, out, lower):
+        w, v = out
+        gw, gv = ct
+        inner = _diag_embed(gw) + _inv_gaps(w, False) * matmul(_mT(v), gv)
+        g = matmul(v, matmul(inner, _mT(v)))
+        return (_onto_triangle(g, lower),)
+    defvjp(EIGH, eigh_vjp)
+    defjvp(EIGH, eigh_jvp)
+
+
+_derivatives()

@@ -714,3 +714,202 @@ def dropout(x, rate: float, *, key=None, seed=None, training: bool = True) -> Te
         return x.copy()
     keep = bernoulli(p=1.0 - rate, shape=x.shape, key=key, seed=seed)
     return where(keep, x * (1.0 / (1.0 - rate)), 0.0)
+
+
+# ---- derivatives ------------------------------------------------------------------------------
+#
+# conv_general: both cotangents are convolutions again (as XLA/JAX's
+# _conv_general_dilated_transpose_lhs/rhs), so derivatives of any order stay convolutions.
+# reduce_window: "sum" is transposed by an interior-padded (strided) cotangent summed over the
+# same window; "max" routes each window's cotangent to the first position holding its maximum
+# (XLA's select_and_scatter with a >= select, as TF/JAX/torch max-pool gradients), built from
+# strided slices, comparisons, selects and pads so it is differentiable again.
+
+def _dilated(n, d):
+    return (n - 1) * d + 1 if n else 0
+
+
+def _conv_transpose_lhs(ct, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                        feature_group_count):
+    """Cotangent of conv_general's input: ``ct`` convolved with the flipped, per-group
+    transposed filter (strides and lhs dilation swap roles)."""
+    from .shape import flip, permute_dims, reshape
+    nsp = lhs.ndim - 2
+    g = feature_group_count
+    ks = rhs.shape[:nsp]
+    pad = []
+    for n, k, o, s, (lo, _), ld, rd in zip(lhs.shape[1:-1], ks, ct.shape[1:-1], window_strides,
+                                           padding, lhs_dilation, rhs_dilation):
+        ln, kn, on = _dilated(n, ld), _dilated(k, rd), _dilated(o, s)
+        before = kn - lo - 1
+        pad.append((before, ln + kn - 1 - on - before))
+    cg, cout = rhs.shape[-2:]
+    og = cout // g
+    # (*k, Cg, G*Og) -> (*k, Og, G*Cg): filter[.., o, j*Cg + c] = rhs[.., c, j*Og + o]
+    w = reshape(rhs, ks + (cg, g, og))
+    w = permute_dims(w, tuple(range(nsp)) + (nsp + 2, nsp + 1, nsp))
+    w = reshape(w, ks + (og, g * cg))
+    w = flip(w, tuple(range(nsp)))
+    return bind_op(CONV_GENERAL, [ct, w], (
+        ("window_strides", tuple(lhs_dilation)), ("padding", tuple(pad)),
+        ("lhs_dilation", tuple(window_strides)), ("rhs_dilation", tuple(rhs_dilation)),
+        ("feature_group_count", g)))
+
+
+def _conv_transpose_rhs(ct, lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                        feature_group_count):
+    """Cotangent of conv_general's filter: a convolution of the input (batch as features,
+    channels as batch) with the cotangent as the filter; feature groups stay feature groups
+    (the input's group axis moves next to the batch)."""
+    from .shape import permute_dims, reshape
+    nsp = lhs.ndim - 2
+    g = feature_group_count
+    pad = []
+    for n, k, o, s, (lo, _), ld, rd in zip(lhs.shape[1:-1], rhs.shape[:nsp], ct.shape[1:-1],
+                                           window_strides, padding, lhs_dilation, rhs_dilation):
+        ln, kn, on = _dilated(n, ld), _dilated(k, rd), _dilated(o, s)
+        pad.append((lo, on - ln + kn - lo - 1))
+    nb, c = lhs.shape[0], lhs.shape[-1]
+    cg = c // g
+    sp = lhs.shape[1:-1]
+    # (N, *sp, G*Cg) -> (Cg, *sp, G*N)
+    x = reshape(lhs, (nb,) + sp + (g, cg))
+    x = permute_dims(x, (nsp + 2,) + tuple(range(1, nsp + 1)) + (nsp + 1, 0))
+    x = reshape(x, (cg,) + sp + (g * nb,))
+    f = permute_dims(ct, tuple(range(1, nsp + 1)) + (0, nsp + 1))          # (*osp, N, O)
+    r = bind_op(CONV_GENERAL, [x, f], (
+        ("window_strides", tuple(rhs_dilation)), ("padding", tuple(pad)),
+        ("lhs_dilation", tuple(lhs_dilation)), ("rhs_dilation", tuple(window_strides)),
+        ("feature_group_count", g)))                                           # (Cg, *k, O)
+    return permute_dims(r, tuple(range(1, nsp + 1)) + (0, nsp + 1))
+
+
+def _window_starts(window):
+    return itertools.product(*[range(k) for k in window])
+
+
+def _window_view(xp, off, out_shape, strides):
+    """The strided slice of ``xp`` that window offset ``off`` contributes to each output."""
+    from .shape import slice as _slice
+    limit = tuple(o + (m - 1) * s + 1 if m else o for o, m, s in zip(off, out_shape, strides))
+    return _slice(xp, off, limit, strides)
+
+
+def _unview(c, off, padded_shape, strides):
+    """The transpose of :func:`_window_view`: ``c`` placed back at its strided positions."""
+    from .creation import zeros
+    from .shape import PAD
+    high = tuple(p - (o + (m - 1) * s + 1) if m else p - o
+                 for p, o, m, s in zip(padded_shape, off, c.shape, strides))
+    z = zeros((), dtype=c.dtype, device=c.device)
+    return bind_op(PAD, [c, z], (("low", tuple(off)), ("high", high),
+                                 ("interior", tuple(s - 1 for s in strides))))
+
+
+def _rw_max_hits(x, out, window, strides, padding):
+    """For each window offset, a bool mask over the outputs: this offset holds the window's
+    maximum and no earlier offset does (the first maximum wins, as XLA's select_and_scatter)."""
+    from .creation import full
+    from .math import equal, logical_and, logical_not, logical_or
+    from .shape import PAD
+    ninf = full((), -np.inf, dtype=x.dtype, device=x.device)
+    xp = bind_op(PAD, [x, ninf], (("low", tuple(lo for lo, _ in padding)),
+                                  ("high", tuple(hi for _, hi in padding)),
+                                  ("interior", (0,) * x.ndim)))
+    taken = None
+    for off in _window_starts(window):
+        hit = equal(_window_view(xp, off, out.shape, strides), out)
+        if taken is None:
+            taken = hit
+        else:
+            hit = logical_and(hit, logical_not(taken))
+            taken = logical_or(taken, hit)
+        yield off, hit, xp.shape
+
+
+def _crop(y, padding):
+    from .creation import zeros
+    from .shape import PAD
+    if builtins.all(p == (0, 0) for p in padding):
+        return y
+    z = zeros((), dtype=y.dtype, device=y.device)
+    return bind_op(PAD, [y, z], (("low", tuple(-lo for lo, _ in padding)),
+                                 ("high", tuple(-hi for _, hi in padding)),
+                                 ("interior", (0,) * y.ndim)))
+
+
+def _derivatives():
+    from ..autodiff import rules as R
+    from ..ir.registry import defjvp, defvjp
+    from .creation import zeros, zeros_like
+    from .math import where
+    from .shape import PAD
+
+    def conv_vjp(ct, lhs, rhs, *, out, **p):
+        if ct.size == 0:
+            return zeros_like(lhs), zeros_like(rhs)
+        ct = ct.astype(lhs.dtype) if ct.dtype != lhs.dtype else ct
+        args = (p["window_strides"], p["padding"], p["lhs_dilation"], p["rhs_dilation"],
+                p["feature_group_count"])
+        return (_conv_transpose_lhs(ct, lhs, rhs, *args),
+                _conv_transpose_rhs(ct, lhs, rhs, *args))
+
+    def conv_jvp(ts, lhs, rhs, *, out, **p):
+        tl, tr = ts
+        r = None
+        if tl is not None:
+            r = R.rebind(CONV_GENERAL, [tl, rhs], p)
+        if tr is not None:
+            t = R.rebind(CONV_GENERAL, [lhs, tr], p)
+            r = t if r is None else r + t
+        return r
+    defvjp(CONV_GENERAL, conv_vjp)
+    defjvp(CONV_GENERAL, conv_jvp)
+
+    def rw_sum_transpose(ct, x, window, strides, padding):
+        if ct.size == 0 or x.size == 0:
+            return zeros_like(x)
+        low = tuple(k - 1 - lo for k, (lo, _) in zip(window, padding))
+        high = tuple(n + lo - (m - 1) * s - 1
+                     for n, (lo, _), m, s in zip(x.shape, padding, ct.shape, strides))
+        z = zeros((), dtype=ct.dtype, device=ct.device)
+        spread = bind_op(PAD, [ct, z], (("low", low), ("high", high),
+                                        ("interior", tuple(s - 1 for s in strides))))
+        return bind_op(REDUCE_WINDOW, [spread], (
+            ("kind", "sum"), ("window", tuple(window)), ("strides", (1,) * x.ndim),
+            ("padding", ((0, 0),) * x.ndim)))
+
+    def rw_vjp(ct, x, *, out, kind, window, strides, padding):
+        if kind == "sum":
+            return (rw_sum_transpose(ct, x, window, strides, padding),)
+        if ct.size == 0 or x.size == 0:
+            return (zeros_like(x),)
+        acc = None
+        for off, hit, pshape in _rw_max_hits(x, out, window, strides, padding):
+            c = _unview(where(hit, ct, 0.0), off, pshape, strides)
+            acc = c if acc is None else acc + c
+        return (_crop(acc, padding),)
+
+    def rw_jvp(ts, x, *, out, kind, window, strides, padding):
+        t = ts[0]
+        if t is None:
+            return None
+        if kind == "sum":
+            return R.rebind(REDUCE_WINDOW, [t], dict(kind=kind, window=window, strides=strides,
+                                                     padding=padding))
+        if out.size == 0:
+            return zeros_like(out)
+        z = zeros((), dtype=t.dtype, device=t.device)
+        tp = bind_op(PAD, [t, z], (("low", tuple(lo for lo, _ in padding)),
+                                   ("high", tuple(hi for _, hi in padding)),
+                                   ("interior", (0,) * t.ndim)))
+        r = None
+        for off, hit, _ in _rw_max_hits(x, out, window, strides, padding):
+            v = where(hit, _window_view(tp, off, out.shape, strides), 0.0)
+            r = v if r is None else r + v
+        return r
+    defvjp(REDUCE_WINDOW, rw_vjp)
+    defjvp(REDUCE_WINDOW, rw_jvp)
+
+
+_derivatives()

@@ -102,7 +102,8 @@ CUMMIN = define("cummin", _scan_rule, _scanfn(np.minimum.accumulate))
 def _reduce(prim, op, x, axis, keepdims, dtype=None, kind="numeric"):
     x = to_tensor(x)
     if dtype is not None:
-        x = x.astype(dtype)
+        from .creation import _dtype
+        x = x.astype(_dtype(op, dtype))
     elif kind == "numeric" and x.dtype == dt.bool_ and prim in (REDUCE_SUM, REDUCE_PROD):
         x = x.astype(dt.default_int)
     elif kind == "numeric" and x.dtype in dt.INTEGER and x.dtype.itemsize < 4 and \

@@ -258,10 +258,6 @@ def test_hand_built_function_roundtrips():
     _roundtrip(fn)
 
 
-@pytest.mark.xfail(reason="core bug (s4tf_py/lazy/compile.py, reported): s4.trace and s4.compile "
-                          "number op slots from the reachable leaves only, so an argument the "
-                          "body never uses shifts every later value (wrong wiring, wrong results)",
-                   strict=False)
 def test_trace_with_an_unused_argument():
     fn = s4.trace(lambda x, y: x + 1.5, s4.ones((2,)), s4.ones((3,)))
     verify(fn)

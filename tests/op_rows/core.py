@@ -104,7 +104,9 @@ row("full_constant_plus_x", "constant", lambda x: x + s4.full(x.shape, 2.5, dtyp
 row("zeros_like_plus_x", "constant", lambda x: s4.zeros_like(x) * x + s4.ones_like(x),
     lambda x: np.zeros_like(x) * x + np.ones_like(x), UNARY, dtypes=ALL_FLOATS + INTS)
 row("stop_gradient", "stop_gradient", lambda x: s4.stop_gradient(x), lambda x: x, UNARY,
-    dtypes=ALL_FLOATS + INTS)
+    dtypes=ALL_FLOATS + INTS, differentiable=False,
+    notes="its derivative is zero by definition (tests/test_autodiff.py checks that); finite "
+          "differences see the identity")
 row("identity", "identity", lambda x: _bind_core("IDENTITY", x), lambda x: x, UNARY,
     dtypes=ALL_FLOATS + INTS + ("bool",))
 row("optimization_barrier", "optimization_barrier",
@@ -212,7 +214,10 @@ row("remainder_operator_low_precision", "rem", lambda a, b: a % b, np.remainder,
     dtypes=("float16", "bfloat16"),
     make=lambda rng, shape, dtype, i: (rng.integers(-20, 21, size=shape) / 4.0 if i == 0 else
                                        rng.choice([-2.0, -1.0, -0.5, 0.5, 1.0, 4.0], size=shape)
-                                       ).astype(_dt(dtype)))
+                                       ).astype(_dt(dtype)),
+    differentiable=False,
+    notes="its operands sit exactly on remainder's jumps (to test exact low-precision values); "
+          "the `remainder` row checks the derivative")
 row("pow", "pow", lambda a, b: s4.pow(a, b), np.power, BINARY, dtypes=ALL_FLOATS,
     make=lambda rng, shape, dtype, i: rng.uniform(0.2, 2.5, size=shape).astype(_dt(dtype)) if i == 0
     else rng.uniform(-2.0, 2.0, size=shape).astype(_dt(dtype)), rtol=2e-5)
@@ -275,7 +280,8 @@ for name, prim, ref, op in (("equal", "eq", np.equal, "=="), ("not_equal", "ne",
 row("where", "select", lambda c, a, b: s4.where(c, a, b), np.where, TERNARY,
     dtypes=ALL_FLOATS + INTS + BOOL, make=_bool_first)
 row("where_numeric_condition", ("ne", "select"), lambda c, a, b: s4.where(c, a, b),
-    lambda c, a, b: np.where(c != 0, a, b), TERNARY[:2], dtypes=FLOATS + INTS, make=_ties)
+    lambda c, a, b: np.where(c != 0, a, b), TERNARY[:2], dtypes=FLOATS + INTS, make=_ties,
+    extra={"grad_args": (1, 2)})   # the condition only picks a branch: no derivative
 
 # composites of math.py (no primitives of their own) ---------------------------------------------
 _COMPOSITE_UNARY = [
