@@ -4,7 +4,7 @@ Subcommands::
 
     s4tf demo [--epochs N ...]     train a small MLP on scikit-learn's digits (s4tf_py.demo)
     s4tf ir                        print the IR of a built-in example (a dense layer)
-    s4tf ir --example sgd-step     ... or of the demo's whole hand-written SGD step
+    s4tf ir --example sgd-step     ... or of the demo's whole SGD step (forward, gradient, update)
     s4tf ir --expr "a*b+1" --shape 2,3 [--dtype float32] [--optimize]
     s4tf bench [names...]          run the ratio benchmarks in benchmarks/ (a source checkout)
     s4tf train | generate | validate   not available yet: each says which issue brings it
@@ -87,10 +87,10 @@ def _example_dense():
 def _example_sgd_step():
     import s4tf_py as s4
     from s4tf_py import demo
-    params = demo.init_params(0, hidden=8)
+    model = demo.make_model(0, hidden=8)
     x = s4.zeros((4, demo.INPUTS))
     y = s4.zeros((4,), dtype=s4.int32)
-    return demo.train_step, (params, x, y, 0.1)
+    return demo.train_step, (model, x, y, 0.1)
 
 
 EXAMPLES = {"dense": _example_dense, "sgd-step": _example_sgd_step}

@@ -1,11 +1,11 @@
 """``make demo`` / ``s4tf demo`` / ``python -m s4tf_py.demo``: train a small MLP on real data.
 
-A 64-32-10 multilayer perceptron learns scikit-learn's embedded handwritten digits (1,797 8x8
-images, shipped inside scikit-learn: nothing is downloaded). The backward pass is written by
-hand with s4tf_py ops (softmax cross-entropy, ReLU, two dense layers) until automatic
-differentiation lands; the whole SGD step — forward, backward and update — is one function
-compiled with ``s4.compile``, so the Python body runs once and every later step runs the cached
-executable. Each epoch prints the loss, the train and held-out accuracy and the step rate; the
+A 64-32-10 multilayer perceptron (an ``s4.nn.Layer`` of two ``Dense`` layers) learns
+scikit-learn's embedded handwritten digits (1,797 8x8 images, shipped inside scikit-learn:
+nothing is downloaded). The gradient comes from ``s4.value_with_gradient`` at the model (an
+``MLP.TangentVector``) and the update is ``model.move(along=-lr * grad)``; the whole SGD step —
+forward, backward and update — is one function compiled with ``s4.compile``, so the Python
+body runs once and every later step runs the cached executable. Each epoch prints the loss, the train and held-out accuracy and the step rate; the
 last line is the held-out accuracy.
 """
 from __future__ import annotations
@@ -33,66 +33,47 @@ def load_digits_split(seed: int = 0, held_out: float = 0.2):
     return x[train], y[train], x[test], y[test]
 
 
-def init_params(seed: int = 0, hidden: int = HIDDEN):
-    """He-initialized weights and zero biases, as s4tf_py tensors: (w1, b1, w2, b2)."""
-    rng = np.random.default_rng(seed + 1)
-    w1 = rng.normal(0.0, np.sqrt(2.0 / INPUTS), (INPUTS, hidden)).astype(np.float32)
-    w2 = rng.normal(0.0, np.sqrt(1.0 / hidden), (hidden, CLASSES)).astype(np.float32)
-    return (s4.Tensor(w1), s4.zeros((hidden,)), s4.Tensor(w2), s4.zeros((CLASSES,)))
+class MLP(s4.nn.Layer):
+    """Two dense layers with a ReLU between them; its TangentVector is synthesized."""
+
+    hidden: s4.nn.Dense
+    output: s4.nn.Dense
+
+    def __call__(self, x):
+        return self.output(s4.relu(self.hidden(x)))
 
 
-def forward(params, x):
-    """Logits and the hidden pre-activation (the backward pass needs it)."""
-    w1, b1, w2, b2 = params
-    z1 = x @ w1 + b1
-    h = s4.relu(z1)
-    return h @ w2 + b2, z1, h
+def make_model(seed: int = 0, hidden: int = HIDDEN) -> MLP:
+    """A freshly initialized model (Glorot-uniform weights, zero biases)."""
+    return MLP(hidden=s4.nn.Dense(INPUTS, hidden, seed=seed + 1),
+               output=s4.nn.Dense(hidden, CLASSES, seed=seed + 2))
 
 
-def log_softmax(logits):
-    """Numerically stable log-softmax over the last axis."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - s4.log(s4.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def cross_entropy_and_correct(logits, labels):
-    """Mean softmax cross-entropy, and how many argmax predictions equal the labels."""
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy of integer labels."""
     onehot = s4.one_hot(labels, CLASSES, dtype=logits.dtype)
-    logp = log_softmax(logits)
-    loss = -(onehot * logp).sum() / logits.shape[0]
-    correct = (s4.argmax(logits, axis=-1) == labels).astype(s4.int32).sum()
-    return loss, correct, onehot, logp
+    return -(onehot * s4.log_softmax(logits)).sum() / logits.shape[0]
 
 
-def train_step(params, x, labels, lr):
-    """One SGD step with a hand-written backward pass. Returns (new params, loss, correct)."""
-    w1, b1, w2, b2 = params
-    logits, z1, h = forward(params, x)
-    loss, correct, onehot, logp = cross_entropy_and_correct(logits, labels)
-    n = x.shape[0]
-    dlogits = (s4.exp(logp) - onehot) / n            # d loss / d logits
-    dw2 = h.T @ dlogits
-    db2 = dlogits.sum(axis=0)
-    dh = dlogits @ w2.T
-    dz1 = s4.where(z1 > 0, dh, 0.0)                  # ReLU's derivative
-    dw1 = x.T @ dz1
-    db1 = dz1.sum(axis=0)
-    new = (w1 - lr * dw1, b1 - lr * db1, w2 - lr * dw2, b2 - lr * db2)
-    return new, loss, correct
+def train_step(model: MLP, x, labels, lr):
+    """One SGD step: the gradient comes from automatic differentiation. Returns (model, loss)."""
+    loss, grad = s4.value_with_gradient(at=model, of=lambda m: cross_entropy(m(x), labels))
+    model.move(along=grad * -lr)
+    return model, loss
 
 
-def evaluate(params, x, labels):
+def evaluate(model: MLP, x, labels):
     """(mean loss, number correct) over a whole split."""
-    logits, _, _ = forward(params, x)
-    loss, correct, _, _ = cross_entropy_and_correct(logits, labels)
-    return loss, correct
+    logits = model(x)
+    correct = (s4.argmax(logits, axis=-1) == labels).astype(s4.int32).sum()
+    return cross_entropy(logits, labels), correct
 
 
 def train(epochs: int = 30, batch_size: int = 32, lr: float = 0.1, seed: int = 0,
           hidden: int = HIDDEN, out=sys.stdout) -> float:
     """Train and print progress; returns the final held-out accuracy."""
     x_train, y_train, x_test, y_test = load_digits_split(seed)
-    params = init_params(seed, hidden)
+    model = make_model(seed, hidden)
     step = s4.compile(train_step)
     evaluate_c = s4.compile(evaluate)
     xtr, ytr = s4.Tensor(x_train), s4.Tensor(y_train)
@@ -114,12 +95,12 @@ def train(epochs: int = 30, batch_size: int = 32, lr: float = 0.1, seed: int = 0
         t0 = time.perf_counter()
         for i in range(steps_per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            params, loss, _ = step(params, s4.Tensor(x_train[idx]), s4.Tensor(y_train[idx]), lr)
+            model, loss = step(model, s4.Tensor(x_train[idx]), s4.Tensor(y_train[idx]), lr)
         s4.barrier()
         dt = time.perf_counter() - t0
         total_steps += steps_per_epoch
-        loss_tr, correct_tr = evaluate_c(params, xtr, ytr)
-        loss_te, correct_te = evaluate_c(params, xte, yte)
+        loss_tr, correct_tr = evaluate_c(model, xtr, ytr)
+        loss_te, correct_te = evaluate_c(model, xte, yte)
         acc_train = correct_tr.item() / len(x_train)
         acc_test = correct_te.item() / len(x_test)
         p(f"epoch {epoch:3d}/{epochs}  loss {loss_tr.item():.4f}  train acc {acc_train:.4f}  "
@@ -136,7 +117,7 @@ def train(epochs: int = 30, batch_size: int = 32, lr: float = 0.1, seed: int = 0
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="s4tf demo", description="Train a 64-32-10 MLP on scikit-learn's digits with "
-        "hand-written backprop and an s4.compile'd SGD step.")
+        "automatic differentiation and an s4.compile'd SGD step.")
     ap.add_argument("--epochs", type=int, default=30, help="passes over the training set (30)")
     ap.add_argument("--batch-size", type=int, default=32, help="images per step (32)")
     ap.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (0.1)")
