@@ -19,6 +19,9 @@ def get_backend(device: Device):
         if device.backend == "reference":
             from .reference import ReferenceBackend
             b = ReferenceBackend()
+        elif device.backend == "llvm":
+            from .llvm import LLVMBackend
+            b = LLVMBackend()
         else:
             raise RuntimeError(
                 f"the {device.backend!r} backend is not part of this build of s4tf_py yet; "

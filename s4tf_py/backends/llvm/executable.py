@@ -1,0 +1,268 @@
+"""An ``ir.Function`` compiled for the CPU: fusion groups as LLVM kernels, the rest on the host.
+
+Planning (:func:`plan`) walks the equations in order and grows *fusion groups* over one
+iteration shape: elementwise primitives (those with an ``llvm`` slot), broadcasts (free: they
+are load strides), constants (inlined), optionally closed by reductions over trailing axes
+(elementwise producers fuse into the reduction). An equation that cannot join (a contraction,
+a gather, control flow...) becomes a *host step* run by the primitive's numpy implementation —
+contractions reach BLAS that way; when it does not read the open group it is scheduled before
+it, so independent ops do not split a group.
+
+All kernels of one executable are built as ONE LLVM module (one optimization, one JIT), and the
+compiled object is cached on disk (:mod:`.cache`). Large kernels run on all cores through the
+runtime's thread pool (their outermost loop is split).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from llvmlite import ir
+
+from ...ir.function import Function
+from . import codegen, jit
+
+_REDUCE_KIND = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
+                "reduce_prod": "prod", "reduce_and": "and", "reduce_or": "or"}
+
+#: below this many elements a kernel runs on the calling thread
+PARALLEL_THRESHOLD = 1 << 15
+
+
+def _broadcastable(small, big) -> bool:
+    if len(small) > len(big):
+        return False
+    return all(s == b or s == 1 for s, b in zip(small[::-1], big[::-1]))
+
+
+def _trailing(e):
+    axes = dict(e.params)["axes"]
+    nd = len(e.inputs[0].aval.shape)
+    return len(axes) > 0 and tuple(axes) == tuple(range(nd - len(axes), nd))
+
+
+class Group:
+    """Equations fused into one kernel over ``shape`` (+ trailing reductions)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.eqns = []
+        self.produced = set()
+        self.reduce_ndim = 0
+        self.closed = False           # a reduction joined: nothing more can
+
+    def add(self, e):
+        self.eqns.append(e)
+        self.produced.update(e.outs)
+        if e.prim.name in _REDUCE_KIND:
+            self.reduce_ndim = len(dict(e.params)["axes"])
+            self.closed = True
+
+    def accepts(self, e) -> bool:
+        if self.closed:
+            return False
+        name = e.prim.name
+        if name in _REDUCE_KIND:
+            return e.inputs[0].aval.shape == self.shape and _trailing(e)
+        if name == "constant":
+            return _broadcastable(e.outs[0].aval.shape, self.shape)
+        if e.outs[0].aval.shape != self.shape:
+            return False
+        # inputs made inside the group must be full-shape values or constants
+        return all(v not in self.produced or v.aval.shape == self.shape or _is_const(self, v)
+                   for v in e.inputs)
+
+
+def _is_const(g, v):
+    return any(e.prim.name == "constant" and e.outs[0] is v for e in g.eqns)
+
+
+def _elementwise(e) -> bool:
+    p = e.prim
+    return (not p.multiple_results and p.llvm is not None) or p.name == "broadcast_to"
+
+
+def plan(fn: Function):
+    """Steps ``("group", Group)`` and ``("host", eqn)`` in a dependency-respecting order."""
+    steps, group = [], None
+
+    def flush():
+        nonlocal group
+        if group is not None:
+            steps.append(("group", group))
+            group = None
+
+    for e in fn.eqns:
+        name = e.prim.name
+        if name == "constant":
+            # constants are inlined wherever a kernel reads them; materialize once for others
+            steps.append(("host", e))
+            if group is not None and group.accepts(e):
+                group.add(e)
+            continue
+        if _elementwise(e) or name in _REDUCE_KIND:
+            if group is not None and group.accepts(e):
+                group.add(e)
+                continue
+            if name in _REDUCE_KIND and not _trailing(e):
+                if group is not None and any(v in group.produced for v in e.inputs):
+                    flush()
+                steps.append(("host", e))
+                continue
+            if name == "broadcast_to" and (group is None or e.outs[0].aval.shape != group.shape):
+                # alone, a broadcast is a copy: let numpy do it (or the next group absorb it)
+                if group is not None and any(v in group.produced for v in e.inputs):
+                    flush()
+                steps.append(("host", e))
+                continue
+            flush()
+            group = Group(e.inputs[0].aval.shape if name in _REDUCE_KIND else e.outs[0].aval.shape)
+            group.add(e)
+            continue
+        if group is not None and any(v in group.produced for v in e.inputs):
+            flush()
+        steps.append(("host", e))
+    flush()
+    return steps
+
+
+class LLVMExecutable:
+    """Runs the plan: kernels through their function pointers, host steps through numpy."""
+
+    def __init__(self, fn: Function):
+        self.fn = fn
+        steps = plan(fn)
+        last_read: dict = {}
+        for k, (kind, s) in enumerate(steps):
+            for e in (s.eqns if kind == "group" else [s]):
+                for v in e.inputs:
+                    last_read[v] = max(last_read.get(v, -1), k)
+        fn_outputs = set(fn.outputs)
+        specs, self.program = [], []
+        host_made = {s.outs[0] for kind, s in steps if kind == "host" and
+                     s.prim.name == "constant"}
+        for k, (kind, s) in enumerate(steps):
+            if kind == "host":
+                self.program.append(["host", s])
+                continue
+            spec, in_vars, out_vars = _spec(s, k, last_read, fn_outputs, len(specs), host_made)
+            if not spec.outputs and not spec.reductions:
+                continue                      # nothing anyone reads (e.g. inlined constants)
+            specs.append(spec)
+            self.program.append(["kernel", spec, in_vars, out_vars])
+        addresses = _compile(specs)
+        self.prog = [_prepare(step, addresses) for step in self.program]
+
+    def __call__(self, inputs: list):
+        env = dict(zip(self.fn.params, inputs))
+        for step in self.prog:
+            if step[0] == "host":
+                _, impl, ins, params, outs, multi = step
+                r = impl(*[env[v] for v in ins], **params)
+                if multi:
+                    for o, val in zip(outs, r):
+                        env[o] = val
+                else:
+                    env[outs[0]] = r if type(r) is np.ndarray else np.asarray(r)
+                continue
+            _, fnptr, ctx, ptrs, in_vars, out_vars, n_outer, parallel, lib = step
+            k = 0
+            for v in in_vars:
+                a = env[v]
+                if not a.flags.c_contiguous:
+                    a = env[v] = np.ascontiguousarray(a)
+                ptrs[k] = a.__array_interface__["data"][0]
+                k += 1
+            for v in out_vars:
+                a = env[v] = np.empty(v.aval.shape, dtype=v.aval.dtype)
+                ptrs[k] = a.__array_interface__["data"][0]
+                k += 1
+            if parallel:
+                lib.s4tf_parallel_for(n_outer, fnptr, ctx)
+            else:
+                fnptr(ctx, 0, n_outer)
+        return [env[v] for v in self.fn.outputs]
+
+
+def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
+    spec = codegen.KernelSpec(name=f"k_{serial}", shape=g.shape, inputs=[])
+    in_vars, slot = [], {}
+    inlined = {e.outs[0] for e in g.eqns if e.prim.name == "constant"}
+    for e in g.eqns:
+        for v in e.inputs:
+            if v not in g.produced and v not in slot:
+                slot[v] = len(in_vars)
+                in_vars.append(v)
+                spec.inputs.append(codegen.Operand(tuple(v.aval.shape), v.aval.dtype))
+    values = [op.dtype for op in spec.inputs]
+    ops, reductions = [], []
+    n_in = len(in_vars)
+    for e in g.eqns:
+        p, out = e.prim, e.outs[0]
+        if p.name == "constant":
+            prm = e.params_dict()
+            slot[out] = n_in + len(ops)
+            ops.append(("const", prm["value"], prm["dtype"]))
+            values.append(prm["dtype"])
+        elif p.name == "broadcast_to":
+            slot[out] = slot[e.inputs[0]]            # broadcasting lives in the load strides
+        elif p.name in _REDUCE_KIND:
+            reductions.append((out, _REDUCE_KIND[p.name], slot[e.inputs[0]]))
+        else:
+            slot[out] = n_in + len(ops)
+            ops.append((p.llvm, [slot[v] for v in e.inputs], [v.aval.dtype for v in e.inputs],
+                        out.aval.dtype, e.params_dict()))
+            values.append(out.aval.dtype)
+    spec.ops, spec.values = ops, values
+    out_vars = []
+    for e in g.eqns:
+        out = e.outs[0]
+        if e.prim.name in _REDUCE_KIND or out in inlined:
+            continue
+        if last_read.get(out, -1) > step_index or out in fn_outputs:
+            spec.outputs.append(slot[out])
+            out_vars.append(out)
+    for out, kind, val in reductions:
+        spec.reductions.append(codegen.Reduction(kind, val, out.aval.dtype))
+        out_vars.append(out)
+    spec.reduce_ndim = g.reduce_ndim if reductions else 0
+    return spec, in_vars, out_vars
+
+
+def _compile(specs) -> dict:
+    if not specs:
+        return {}
+    module = ir.Module(name="s4tf")
+    for spec in specs:
+        codegen.build_kernel(module, spec)
+    text = str(module)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    text = text.replace('@"k_', f'@"k{digest}_')         # unique names in the shared engine
+    from .cache import compile_cached
+    compile_cached(text, digest)
+    return {spec.name: jit.function_address(f"k{digest}_{spec.name[2:]}") for spec in specs}
+
+
+def _prepare(step, addresses):
+    if step[0] == "host":
+        e = step[1]
+        return ("host", e.prim.impl, list(e.inputs), e.params_dict(), list(e.outs),
+                e.prim.multiple_results)
+    from ... import runtime
+    _, spec, in_vars, out_vars = step
+    ffi, lib = runtime.ffi, runtime.lib
+    ptrs = np.zeros(max(len(in_vars) + len(out_vars), 1), dtype=np.uint64)
+    red = spec.reduce_ndim
+    shape = spec.shape
+    sizes, _, split = codegen._collapse(
+        shape, [op.shape for op in spec.inputs] + [shape] * len(spec.outputs) +
+        [shape[:len(shape) - red] + (1,) * red] * len(spec.reductions),
+        keep_split=len(shape) - red if red else None)
+    if split is None:
+        split = len(sizes)
+    n_outer = sizes[0] if split > 0 and sizes else 1
+    work = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    fnptr = ffi.cast("s4tf_range_fn", addresses[spec.name])
+    ctx = ffi.cast("void *", ptrs.ctypes.data)
+    return ("kernel", fnptr, ctx, ptrs, in_vars, out_vars, n_outer,
+            work >= PARALLEL_THRESHOLD and n_outer > 1, lib)
