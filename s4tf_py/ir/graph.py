@@ -86,7 +86,8 @@ def bind(prim: Primitive, inputs: tuple, params: tuple, shape, dtype, weak, devi
     Callers compute the result type themselves (ops know it cheaply); :func:`bind_checked`
     runs the registry's shape rule instead.
     """
-    key = (prim, params, *map(id, inputs))
+    # nodes without inputs (constants, iotas) are told apart by their device too
+    key = (prim, params, *map(id, inputs)) if inputs else (prim, params, device)
     r = _TABLE.get(key)
     if r is not None:
         node = r()

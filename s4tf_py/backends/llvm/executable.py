@@ -66,15 +66,17 @@ class Group:
             return e.inputs[0].aval.shape == self.shape and _trailing(e)
         if name == "constant":
             return _broadcastable(e.outs[0].aval.shape, self.shape)
-        if e.outs[0].aval.shape != self.shape:
-            return False
-        # inputs made inside the group must be full-shape values or constants
-        return all(v not in self.produced or v.aval.shape == self.shape or _is_const(self, v)
-                   for v in e.inputs)
-
-
-def _is_const(g, v):
-    return any(e.prim.name == "constant" and e.outs[0] is v for e in g.eqns)
+        out_shape = e.outs[0].aval.shape
+        if name == "reshape":
+            # a reshape of a buffer in memory is a reinterpretation: an alias with a new shape
+            return e.inputs[0] not in self.produced and _broadcastable(out_shape, self.shape)
+        if out_shape == self.shape:
+            return all(v not in self.produced or v.aval.shape == self.shape or
+                       _broadcastable(v.aval.shape, self.shape) for v in e.inputs)
+        # a smaller value that broadcasts into the group is recomputed per element (cheap, and
+        # it saves a pass): only from values that are themselves small
+        return _broadcastable(out_shape, self.shape) and all(
+            v not in self.produced or v.aval.shape != self.shape for v in e.inputs)
 
 
 def _elementwise(e) -> bool:
@@ -99,6 +101,9 @@ def plan(fn: Function):
             steps.append(("host", e))
             if group is not None and group.accepts(e):
                 group.add(e)
+            continue
+        if name == "reshape" and group is not None and group.accepts(e):
+            group.add(e)
             continue
         if _elementwise(e) or name in _REDUCE_KIND:
             if group is not None and group.accepts(e):
@@ -146,6 +151,8 @@ class LLVMExecutable:
                 self.program.append(["host", s])
                 continue
             spec, in_vars, out_vars = _spec(s, k, last_read, fn_outputs, len(specs), host_made)
+            for e in spec.pre_host:
+                self.program.append(["host", e])
             if not spec.outputs and not spec.reductions:
                 continue                      # nothing anyone reads (e.g. inlined constants)
             specs.append(spec)
@@ -189,6 +196,13 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
     in_vars, slot = [], {}
     inlined = {e.outs[0] for e in g.eqns if e.prim.name == "constant"}
     for e in g.eqns:
+        if e.prim.name == "reshape":
+            # read the input's buffer with the reshaped shape
+            v, out = e.inputs[0], e.outs[0]
+            slot[out] = len(in_vars)
+            in_vars.append(v)
+            spec.inputs.append(codegen.Operand(tuple(out.aval.shape), out.aval.dtype))
+            continue
         for v in e.inputs:
             if v not in g.produced and v not in slot:
                 slot[v] = len(in_vars)
@@ -206,6 +220,8 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
             values.append(prm["dtype"])
         elif p.name == "broadcast_to":
             slot[out] = slot[e.inputs[0]]            # broadcasting lives in the load strides
+        elif p.name == "reshape":
+            pass                                     # an aliased input (above)
         elif p.name in _REDUCE_KIND:
             reductions.append((out, _REDUCE_KIND[p.name], slot[e.inputs[0]]))
         else:
@@ -214,19 +230,38 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
                         out.aval.dtype, e.params_dict()))
             values.append(out.aval.dtype)
     spec.ops, spec.values = ops, values
-    out_vars = []
+    out_vars, pre_host = [], []
     for e in g.eqns:
         out = e.outs[0]
         if e.prim.name in _REDUCE_KIND or out in inlined:
             continue
         if last_read.get(out, -1) > step_index or out in fn_outputs:
-            spec.outputs.append(slot[out])
-            out_vars.append(out)
+            if out.aval.shape == g.shape and e.prim.name != "reshape":
+                spec.outputs.append(slot[out])
+                out_vars.append(out)
+            else:
+                pre_host.append(e)        # a smaller value others read: compute it on the host
+    spec.pre_host = _closure_in_group(pre_host, g)
     for out, kind, val in reductions:
         spec.reductions.append(codegen.Reduction(kind, val, out.aval.dtype))
         out_vars.append(out)
     spec.reduce_ndim = g.reduce_ndim if reductions else 0
     return spec, in_vars, out_vars
+
+
+def _closure_in_group(needed, g):
+    """The group's equations (in order) that computing ``needed`` values on the host takes."""
+    want = set(id(e) for e in needed)
+    by_out = {e.outs[0]: e for e in g.eqns}
+    stack = list(needed)
+    while stack:
+        e = stack.pop()
+        for v in e.inputs:
+            p = by_out.get(v)
+            if p is not None and id(p) not in want and p.prim.name != "constant":
+                want.add(id(p))
+                stack.append(p)
+    return [e for e in g.eqns if id(e) in want]
 
 
 def _compile(specs) -> dict:

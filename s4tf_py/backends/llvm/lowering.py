@@ -273,15 +273,37 @@ def _pow(b, a, ins, out, p):
     d = ins[0]
     if _float(d):
         return math(b, "pow", [x, y])
-    # integer power by squaring over the bits of a non-negative exponent (numpy: y >= 0)
-    result = ir.Constant(x.type, 1)
-    base, e = x, y
-    for _ in range(x.type.width):
-        bit = b.trunc(b.and_(e, ir.Constant(x.type, 1)), I1)
-        result = b.select(bit, b.mul(result, base), result)
-        base = b.mul(base, base)
-        e = b.lshr(e, ir.Constant(x.type, 1))
-    return result
+    # integer power by squaring, as a loop over the exponent's bits (an unrolled chain of 64
+    # steps sends LLVM's optimizer into a very long compile). numpy refuses negative integer
+    # exponents; here they give 1 (the loop does not run).
+    t = x.type
+    fn = b.function
+    head = fn.append_basic_block("ipow_head")
+    body = fn.append_basic_block("ipow_body")
+    done = fn.append_basic_block("ipow_done")
+    pre = b.block
+    b.branch(head)
+    b.position_at_end(head)
+    acc = b.phi(t)
+    base = b.phi(t)
+    e = b.phi(t)
+    acc.add_incoming(ir.Constant(t, 1), pre)
+    base.add_incoming(x, pre)
+    e.add_incoming(y, pre)
+    positive = b.icmp_signed(">", e, ir.Constant(t, 0)) if d in dt.SIGNED else \
+        b.icmp_unsigned(">", e, ir.Constant(t, 0))
+    b.cbranch(positive, body, done)
+    b.position_at_end(body)
+    bit = b.trunc(b.and_(e, ir.Constant(t, 1)), I1)
+    acc2 = b.select(bit, b.mul(acc, base), acc)
+    base2 = b.mul(base, base)
+    e2 = b.lshr(e, ir.Constant(t, 1))
+    acc.add_incoming(acc2, body)
+    base.add_incoming(base2, body)
+    e.add_incoming(e2, body)
+    b.branch(head)
+    b.position_at_end(done)
+    return acc
 
 
 def _shift(left):

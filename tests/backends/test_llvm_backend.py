@@ -1,0 +1,122 @@
+"""The LLVM backend's own behaviour: fusion, reductions, threading, the persistent cache."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import s4tf_py as s4
+from s4tf_py.backends.llvm import cache, executable
+from s4tf_py.ir.passes import optimize
+
+LLVM = s4.Device("llvm")
+
+
+def _exe(f, *args):
+    """The LLVM executable of ``f`` traced at ``args``."""
+    fn = optimize(s4.trace(f, *args))
+    return executable.LLVMExecutable(fn), fn
+
+
+def test_elementwise_chain_with_broadcast_is_one_kernel():
+    a, b, c = s4.ones((64, 32)), s4.ones((32,)), s4.ones((64, 1))
+    exe, fn = _exe(lambda a, b, c: s4.tanh(a * b + c) * s4.sigmoid(a) - 0.5 * b, a, b, c)
+    kinds = [s[0] for s in exe.prog]
+    assert kinds.count("kernel") == 1, kinds
+    x = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal(32).astype(np.float32)
+    z = np.random.default_rng(2).standard_normal((64, 1)).astype(np.float32)
+    (out,) = exe([x, y, z] + [np.float32(0.5)] * (len(fn.params) - 3))
+    want = np.tanh(x * y + z) / (1 + np.exp(-x)) - 0.5 * y
+    np.testing.assert_allclose(out, want, rtol=2e-6, atol=2e-6)
+
+
+def test_softmax_rows_fuse_producers_into_reductions():
+    x = s4.ones((8, 16))
+    exe, fn = _exe(lambda x: s4.softmax(x, axis=-1), x)
+    groups = [[e.prim.name for e in g.eqns] for kind, g in executable.plan(fn) if kind == "group"]
+    assert any("exp" in g and "reduce_sum" in g for g in groups), groups   # one pass: exp + sum
+    v = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    (out,) = exe([v] + [np.float32(1)] * (len(fn.params) - 1))
+    e = np.exp(v - v.max(-1, keepdims=True))
+    np.testing.assert_allclose(out, e / e.sum(-1, keepdims=True), rtol=1e-6, atol=1e-7)
+
+
+def test_float32_sum_of_a_long_array_is_accurate():
+    rng = np.random.default_rng(0)
+    v = (rng.random(4_000_000) * 1e3).astype(np.float32)
+    with s4.default_device(LLVM):
+        got = s4.Tensor(v).sum().item()
+    exact = float(np.sum(v.astype(np.float64)))
+    assert abs(got - exact) / exact < 1e-6          # naive float32 accumulation is ~1e-4 off
+
+
+def test_large_kernels_run_on_the_thread_pool():
+    x = s4.ones((512, 512))
+    exe, fn = _exe(lambda x: s4.exp(x) * 2.0, x)
+    kernel = next(s for s in exe.prog if s[0] == "kernel")
+    assert kernel[7] is True, "a 256K-element kernel should be split across threads"
+    v = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+    (out,) = exe([v] + [np.float32(2.0)] * (len(fn.params) - 1))
+    np.testing.assert_allclose(out, np.exp(v) * 2.0, rtol=1e-6)
+
+
+def test_small_kernels_stay_on_the_calling_thread():
+    exe, fn = _exe(lambda x: x + 1.0, s4.ones((4,)))
+    kernel = next(s for s in exe.prog if s[0] == "kernel")
+    assert kernel[7] is False
+
+
+def test_contractions_and_gathers_run_on_the_host_between_kernels():
+    exe, fn = _exe(lambda x, w: s4.relu(x @ w + 1.0), s4.ones((4, 3)), s4.ones((3, 5)))
+    kinds = [(s[0], s[1].__name__ if s[0] == "host" else "") for s in exe.prog]
+    assert ("host", "_dot_impl") in kinds and any(k == "kernel" for k, _ in kinds)
+
+
+_SCRIPT = textwrap.dedent("""
+    import numpy as np, s4tf_py as s4
+    from s4tf_py.backends.llvm import cache
+    with s4.default_device(s4.Device("llvm")):
+        x = s4.Tensor(np.arange(10, dtype=np.float32))
+        y = (s4.tanh(x * 0.25) + 3.0).sum()
+        print(round(y.item(), 4), cache.stats["disk_hits"], cache.stats["disk_misses"])
+""")
+
+
+def _run(cache_dir):
+    env = dict(os.environ, S4TF_CACHE_DIR=str(cache_dir))
+    r = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True,
+                       check=True)
+    value, hits, misses = r.stdout.split()
+    return float(value), int(hits), int(misses), r.stderr
+
+
+def test_a_fresh_process_with_a_warm_disk_cache_compiles_nothing(tmp_path):
+    v1, hits1, misses1, _ = _run(tmp_path)
+    assert misses1 >= 1 and hits1 == 0
+    v2, hits2, misses2, _ = _run(tmp_path)
+    assert misses2 == 0 and hits2 >= 1 and v2 == v1
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")], "half-written files"
+
+
+def test_a_corrupt_cache_entry_is_recompiled_with_a_warning(tmp_path):
+    v1, _, _, _ = _run(tmp_path)
+    for f in os.listdir(tmp_path):
+        with open(tmp_path / f, "wb") as fh:
+            fh.write(b"garbage, not an object file")
+    v2, hits, misses, stderr = _run(tmp_path)
+    assert v2 == v1 and misses >= 1
+    assert "corrupt compile-cache entry" in stderr
+
+
+def test_the_cache_key_depends_on_the_code_and_the_host():
+    k1 = cache.cache_key("define void @f() { ret void }")
+    k2 = cache.cache_key("define void @g() { ret void }")
+    assert k1 != k2 and len(k1) == 64
+    from s4tf_py.backends.llvm import jit
+    assert jit.host_description() in ("".join([]) or jit.host_description())
+    assert "|" in jit.host_description()
