@@ -19,6 +19,7 @@ if HERE not in sys.path:
 BENCHMARKS = {
     "record": "bench_record",
     "dispatch": "bench_dispatch",
+    "elementwise": "bench_elementwise",
 }
 
 

@@ -122,8 +122,12 @@ def materialize(nodes) -> None:
     # References we account for: `ops` (1), the loop variable (1), getrefcount's argument (1),
     # and one per consumer inside the slice.
     outputs = list(targets)
+    # inputs of kept nodes (a pullback will read them) stay referenced after this run: keep
+    # their values too, so they are neither recomputed nor left pending
+    read_by_kept = _read_by_kept(ops)
     for n in ops:
-        if id(n) not in ids and _getrefcount(n) > 3 + consumers.get(id(n), 0):
+        if id(n) not in ids and (_getrefcount(n) > 3 + consumers.get(id(n), 0)
+                                 or id(n) in read_by_kept):
             outputs.append(n)
     del n
 
@@ -228,6 +232,11 @@ def barrier() -> None:
     del held
     for nodes in by_device.values():
         materialize(nodes)
+
+
+def _read_by_kept(nodes) -> set[int]:
+    """ids of the nodes that some kept node among ``nodes`` reads."""
+    return {id(i) for n in nodes if n.keep for i in n.inputs}
 
 
 def _count_consumers(nodes) -> dict[int, int]:
