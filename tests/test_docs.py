@@ -30,6 +30,14 @@ def test_tutorial_code_blocks_run_in_order():
             pytest.fail(f"tutorial block {i} failed: {type(e).__name__}: {e}\n{code}")
 
 
+def test_readme_code_blocks_run_in_order():
+    blocks = _blocks(ROOT / "README.md")
+    assert len(blocks) >= 4, "the README lost its tour"
+    namespace: dict = {"__name__": "readme"}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"README.md[block {i}]", "exec"), namespace)
+
+
 def _modules():
     for m in pkgutil.walk_packages(s4tf_py.__path__, "s4tf_py."):
         if m.name.endswith("__main__") or ".demo" in m.name or m.name.endswith(".cli"):
