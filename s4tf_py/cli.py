@@ -100,7 +100,7 @@ def cmd_ir(args) -> int:
     import s4tf_py as s4
     if args.expr is None:
         fn, inputs = EXAMPLES[args.example]()
-        print(s4.trace(fn, *inputs, optimize=args.optimize))
+        _print_ir(s4.trace(fn, *inputs, optimize=args.optimize or args.backend == "llvm"), args)
         return 0
     code, names = _parse_expr(args.expr)
     shapes = [_parse_shape(s) for s in (args.shape or ["2,3"])]
@@ -125,12 +125,30 @@ def cmd_ir(args) -> int:
     expression.__name__ = "expr"
     inputs = [s4.zeros(shape, dtype=dtype) for shape in shapes]
     try:
-        fn = s4.trace(expression, *inputs, optimize=args.optimize)
+        fn = s4.trace(expression, *inputs, optimize=args.optimize or args.backend == "llvm")
     except s4.S4TFError as e:
         print(f"s4tf ir: {e}", file=sys.stderr)
         return 1
-    print(fn)
+    _print_ir(fn, args)
     return 0
+
+
+def _print_ir(fn, args) -> None:
+    """The IR; with ``--backend llvm`` also the fusion plan and the kernels' LLVM IR."""
+    print(fn)
+    if args.backend != "llvm":
+        return
+    from .backends.llvm import executable
+    print("\n; ---- fusion plan (llvm) ----")
+    for kind, step in executable.plan(fn):
+        if kind == "group":
+            names = ", ".join(e.prim.name for e in step.eqns)
+            red = f", reducing {step.reduce_ndim} trailing axes" if step.reduce_ndim else ""
+            print(f"; kernel over {list(step.shape)}{red}: {names}")
+        else:
+            print(f"; host step: {step.prim.name}")
+    print("\n; ---- kernels (LLVM IR, before optimization) ----")
+    print(executable.kernel_module_text(fn))
 
 
 # ---- bench --------------------------------------------------------------------------------------
@@ -205,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", choices=sorted(EXAMPLES), default="dense",
                    help="the built-in example when --expr is not given (dense)")
     p.add_argument("--optimize", action="store_true", help="print the IR after the passes")
+    p.add_argument("--backend", choices=("reference", "llvm"), default="reference",
+                   help="llvm: also print the fusion plan and the kernels' LLVM IR")
     p.set_defaults(run=cmd_ir)
 
     p = sub.add_parser("bench", help="run the ratio benchmarks (benchmarks/run.py)",

@@ -119,3 +119,12 @@ def test_bench_quick_writes_json(tmp_path):
     assert all("median_s" in row for row in rec["rows"])   # every peer is installed for tests
     disp = json.loads((tmp_path / "bench_dispatch.json").read_text())
     assert {row["name"] for row in disp["rows"]} >= {"s4tf_py s4.compile'd a+b", "jax.jit a+b"}
+
+
+def test_ir_backend_llvm_prints_the_fusion_plan_and_kernels():
+    r = s4tf("ir", "--expr", "s4.tanh(a*b+1).sum(axis=1)", "--shape", "4,8", "--backend", "llvm",
+             check=True)
+    assert "fusion plan" in r.stdout
+    assert "kernel over [4, 8], reducing 1 trailing axes: mul, constant, add, tanh, reduce_sum" \
+        in r.stdout
+    assert "define void" in r.stdout

@@ -301,3 +301,23 @@ def _prepare(step, addresses):
     ctx = ffi.cast("void *", ptrs.ctypes.data)
     return ("kernel", fnptr, ctx, ptrs, in_vars, out_vars, n_outer,
             work >= PARALLEL_THRESHOLD and n_outer > 1, lib)
+
+
+def kernel_module_text(fn: Function) -> str:
+    """The LLVM IR of ``fn``'s kernels (what :class:`LLVMExecutable` compiles)."""
+    steps = plan(fn)
+    last_read: dict = {}
+    for k, (kind, s) in enumerate(steps):
+        for e in (s.eqns if kind == "group" else [s]):
+            for v in e.inputs:
+                last_read[v] = max(last_read.get(v, -1), k)
+    module = ir.Module(name="s4tf")
+    serial = 0
+    for k, (kind, s) in enumerate(steps):
+        if kind != "group":
+            continue
+        spec, _, _ = _spec(s, k, last_read, set(fn.outputs), serial, set())
+        if spec.outputs or spec.reductions:
+            codegen.build_kernel(module, spec)
+            serial += 1
+    return str(module)
