@@ -164,18 +164,9 @@ def _counters(shape, device):
 
 
 def _norm_shape(op, shape) -> tuple[int, ...]:
-    if shape is None:
-        return ()
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    try:
-        shape = tuple(int(d) for d in shape)
-    except TypeError:
-        raise op_error(TypeError, op, f"shape must be an int or a sequence of ints, got {shape!r}") \
-            from None
-    if any(d < 0 for d in shape):
-        raise op_error(ShapeError, op, f"negative dimension in shape {shape}")
-    return shape
+    """``creation._norm_shape``, with None meaning a scalar."""
+    from .creation import _norm_shape as norm
+    return () if shape is None else norm(op, shape)
 
 
 def split(key, num: int = 2) -> Tensor:

@@ -1123,7 +1123,6 @@ def emit(builder: ir.IRBuilder, name: str, args: list) -> ir.Value:
 # --------------------------------------------------------------------------------------------
 _LLVM_LOCK = threading.RLock()
 _LLVM_READY = False
-_TM = None
 _KERNELS: dict = {}
 
 
@@ -1139,30 +1138,16 @@ def _llvm():
 
 
 def create_target_machine():
-    """Host-CPU target machine (cpu name + features), opt level 3, JIT code model."""
-    global _TM
-    llvm = _llvm()
-    if _TM is None:
-        target = llvm.Target.from_default_triple()
-        _TM = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                           features=llvm.get_host_cpu_features().flatten(),
-                                           opt=3, codemodel="jitdefault")
-    return _TM
+    """Host-CPU target machine (cpu name + features), opt level 3: the backend's one (jit.py)."""
+    _llvm()
+    from . import jit
+    return jit.target_machine()
 
 
 def optimize_module(mod, tm=None):
-    """Run the O3 new-pass-manager pipeline with loop + SLP vectorization on a parsed module."""
-    llvm = _llvm()
-    tm = tm or create_target_machine()
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_unrolling = True
-    pto.loop_interleaving = True
-    pb = llvm.create_pass_builder(tm, pto)
-    mpm = pb.getModulePassManager()
-    mpm.run(mod, pb)
-    return mod
+    """The backend's O3 pipeline with loop + SLP vectorization (jit.optimize)."""
+    from . import jit
+    return jit.optimize(mod)
 
 
 class _Kernel:
