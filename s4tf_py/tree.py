@@ -100,8 +100,12 @@ def flatten(x, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, Tree
     return leaves, go(x)
 
 
-def unflatten(treedef: TreeDef, leaves) -> Any:
-    """Rebuild the structure ``treedef`` around ``leaves``."""
+def unflatten(treedef: TreeDef, leaves, build_node: Callable | None = None) -> Any:
+    """Rebuild the structure ``treedef`` around ``leaves``.
+
+    ``build_node(kind, aux, children)``, when given, may build a node itself (returning
+    anything but ``NotImplemented``), which is how tangents map structs to TangentVectors.
+    """
     it = iter(leaves)
 
     def go(td):
@@ -109,6 +113,10 @@ def unflatten(treedef: TreeDef, leaves) -> Any:
             return next(it)
         children = [go(c) for c in td.children]
         k = td.kind
+        if build_node is not None:
+            built = build_node(k, td.aux, children)
+            if built is not NotImplemented:
+                return built
         if k == "tuple":
             return tuple(children)
         if k == "list":

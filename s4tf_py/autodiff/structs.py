@@ -134,7 +134,7 @@ def _tmap(fn, a, *rest):
     if a is None:
         return None
     if isinstance(a, TangentVectorBase):
-        return fn(a, *rest) if not rest or isinstance(rest[0], TangentVectorBase) else fn(a, *rest)
+        return fn(a, *rest)
     if isinstance(a, (tuple, list)) and not isinstance(a, Tensor):
         return type(a)(_tmap(fn, *xs) for xs in zip(a, *rest))
     if isinstance(a, dict):
@@ -153,44 +153,13 @@ def zero_tangent(x):
 
 def tangent_unflatten(treedef, leaves):
     """Rebuild ``treedef`` around tangent leaves, mapping structs to their ``TangentVector``."""
-    it = iter(leaves)
-
-    def go(td):
-        if td.kind is None:
-            return next(it)
-        children = [go(c) for c in td.children]
-        k = td.kind
-        if k == "tuple":
-            return tuple(children)
-        if k == "list":
-            return children
-        if k == "dict":
-            return dict(zip(td.aux, children))
-        if k == "none":
-            return None
-        tv = getattr(k, "TangentVector", None) if isinstance(k, type) else None
-        if tv is not None and isinstance(tv, type) and issubclass(tv, TangentVectorBase):
-            names = tv.__s4_fields__ if k is tv else k.__s4_diff_fields__
+    def build(kind, aux, children):
+        tv = getattr(kind, "TangentVector", None) if isinstance(kind, type) else None
+        if isinstance(tv, type) and issubclass(tv, TangentVectorBase):
+            names = tv.__s4_fields__ if kind is tv else kind.__s4_diff_fields__
             return tv(**dict(zip(names, children)))
-        if isinstance(k, type) and hasattr(k, "_fields"):
-            return k(*children)
-        return tree.unflatten(td, _leaves_of(td, children))
-
-    return go(treedef)
-
-
-def _leaves_of(td, children):
-    out = []
-
-    def collect(t, v):
-        if t.kind is None:
-            out.append(v)
-        else:
-            sub, _ = tree.flatten(v)
-            out.extend(sub)
-    for c, v in zip(td.children, children):
-        collect(c, v)
-    return out
+        return NotImplemented
+    return tree.unflatten(treedef, leaves, build)
 
 
 _WARNED: set = set()

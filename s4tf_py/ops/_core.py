@@ -253,18 +253,7 @@ def apply_binary(prim, a, b):
     else:
         fast = False
     if fast and na.dtype in prim.extra["accepts"]:
-        if prim.shape_rule is _compare_rule:
-            dtype, weak = dt.bool_, False
-        else:
-            dtype, weak = na.dtype, na.weak and nb.weak
-        shape = na.shape
-        if nb.shape != shape:
-            shape = _broadcast_shapes(shape, nb.shape)
-            if shape is None:
-                raise op_error(ShapeError, prim.name,
-                               f"shapes {na.shape} and {nb.shape} cannot be broadcast together",
-                               [a, b])
-        return wrap(bind(prim, (na, nb), (), shape, dtype, weak, na.device))
+        return _bind_binary(prim, a, b, na, nb, na.dtype, na.weak and nb.weak)
     (na, nb), dtype, weak = operand_nodes(prim.name, a, b)
     kinds = prim.extra["kinds"]
     if not _KIND_CHECK[kinds](dtype):
@@ -275,6 +264,11 @@ def apply_binary(prim, a, b):
         else:
             raise op_error(DTypeError, prim.name, f"does not accept {dtype} operands",
                            [x for x in (a, b)])
+    return _bind_binary(prim, a, b, na, nb, dtype, weak)
+
+
+def _bind_binary(prim, a, b, na, nb, dtype, weak):
+    """Record ``prim(na, nb)`` (operands of one dtype) with numpy broadcasting."""
     shape = na.shape
     if nb.shape != shape:
         shape = _broadcast_shapes(shape, nb.shape)
@@ -283,7 +277,7 @@ def apply_binary(prim, a, b):
                            f"shapes {na.shape} and {nb.shape} cannot be broadcast together",
                            [a, b])
     if prim.shape_rule is _compare_rule:
-        return wrap(bind(prim, (na, nb), (), shape, dt.bool_, False, na.device))
+        dtype, weak = dt.bool_, False
     return wrap(bind(prim, (na, nb), (), shape, dtype, weak, na.device))
 
 
