@@ -120,3 +120,20 @@ def test_the_cache_key_depends_on_the_code_and_the_host():
     from s4tf_py.backends.llvm import jit
     assert jit.host_description() in ("".join([]) or jit.host_description())
     assert "|" in jit.host_description()
+
+
+def test_output_buffers_are_recycled_only_once_their_results_are_dropped():
+    with s4.default_device(LLVM):
+        f = s4.compile(lambda a: a * 2.0 + 1.0)
+        a = s4.Tensor(np.arange(4, dtype=np.float32))
+        r1 = f(a)
+        addr1 = r1._node.value.__array_interface__["data"][0]
+        r2 = f(a + 1.0)                          # r1 is alive: its buffer must not be reused
+        assert r2._node.value.__array_interface__["data"][0] != addr1
+        np.testing.assert_array_equal(r1.numpy(), [1.0, 3.0, 5.0, 7.0])
+        view = r2.numpy()                        # a numpy view keeps r2's buffer alive too
+        del r1, r2
+        r3 = f(a)
+        np.testing.assert_array_equal(view, [3.0, 5.0, 7.0, 9.0])
+        assert r3._node.value.__array_interface__["data"][0] != view.__array_interface__["data"][0]
+        np.testing.assert_array_equal(r3.numpy(), [1.0, 3.0, 5.0, 7.0])

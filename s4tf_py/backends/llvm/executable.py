@@ -15,6 +15,7 @@ runtime's thread pool (their outermost loop is split).
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import numpy as np
 from llvmlite import ir
@@ -24,6 +25,8 @@ from . import codegen, jit
 
 _REDUCE_KIND = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
                 "reduce_prod": "prod", "reduce_and": "and", "reduce_or": "or"}
+
+_getrefcount = sys.getrefcount
 
 #: below this many elements a kernel runs on the calling thread
 PARALLEL_THRESHOLD = 1 << 15
@@ -159,9 +162,12 @@ class LLVMExecutable:
             self.program.append(["kernel", spec, in_vars, out_vars])
         addresses = _compile(specs)
         self.prog = [_prepare(step, addresses) for step in self.program]
+        #: kernel output buffers of the last call, reused once their results are dropped
+        self._recycled: dict = {}
 
     def __call__(self, inputs: list):
         env = dict(zip(self.fn.params, inputs))
+        recycled = self._recycled
         for step in self.prog:
             if step[0] == "host":
                 _, impl, ins, params, outs, multi = step
@@ -181,7 +187,13 @@ class LLVMExecutable:
                 ptrs[k] = a.__array_interface__["data"][0]
                 k += 1
             for v in out_vars:
-                a = env[v] = np.empty(v.aval.shape, dtype=v.aval.dtype)
+                a = recycled.get(v)
+                # reuse last call's buffer when nothing but this executable holds it any more
+                # (references: the dict, `a`, getrefcount's argument); else allocate
+                if a is None or _getrefcount(a) > 3:
+                    a = np.empty(v.aval.shape, dtype=v.aval.dtype)
+                    recycled[v] = a
+                env[v] = a
                 ptrs[k] = a.__array_interface__["data"][0]
                 k += 1
             if parallel:
