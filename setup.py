@@ -79,6 +79,7 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.66",
         "scikit-learn>=1.3",
+        "threadpoolctl>=3.1",
     ],
     extras_require=extras,
     entry_points={"console_scripts": ["s4tf = s4tf_py.cli:main"]},

@@ -145,6 +145,8 @@ def _print_ir(fn, args) -> None:
             names = ", ".join(e.prim.name for e in step.eqns)
             red = f", reducing {step.reduce_ndim} trailing axes" if step.reduce_ndim else ""
             print(f"; kernel over {list(step.shape)}{red}: {names}")
+        elif kind == "dot":
+            print(f"; BLAS gemm: {step.prim.name} {step.inputs[0].aval} x {step.inputs[1].aval}")
         else:
             print(f"; host step: {step.prim.name}")
     print("\n; ---- kernels (LLVM IR, before optimization) ----")

@@ -85,19 +85,23 @@ def _node_parts(x):
 def flatten(x, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, TreeDef]:
     """Leaves of ``x`` (depth first, dict keys sorted) and its structure."""
     leaves: list = []
+    return leaves, _flatten_into(x, leaves, is_leaf)
 
-    def go(v):
-        if is_leaf is not None and is_leaf(v):
-            leaves.append(v)
-            return _LEAF
-        parts = _node_parts(v)
-        if parts is None:
-            leaves.append(v)
-            return _LEAF
-        kind, aux, children = parts
-        return TreeDef(kind, aux, tuple(go(c) for c in children))
 
-    return leaves, go(x)
+# The recursions are module-level functions, not closures: a nested function that calls itself
+# sits in a reference cycle with its cells, so the arguments it captured (a training step's
+# parameters) would live until the cyclic collector ran, and buffers that CPython's reference
+# counts should have freed (or let the executable reuse) would stay held.
+def _flatten_into(v, leaves: list, is_leaf) -> Any:
+    if is_leaf is not None and is_leaf(v):
+        leaves.append(v)
+        return _LEAF
+    parts = _node_parts(v)
+    if parts is None:
+        leaves.append(v)
+        return _LEAF
+    kind, aux, children = parts
+    return TreeDef(kind, aux, tuple(_flatten_into(c, leaves, is_leaf) for c in children))
 
 
 def unflatten(treedef: TreeDef, leaves, build_node: Callable | None = None) -> Any:
@@ -107,38 +111,38 @@ def unflatten(treedef: TreeDef, leaves, build_node: Callable | None = None) -> A
     anything but ``NotImplemented``), which is how tangents map structs to TangentVectors.
     """
     it = iter(leaves)
-
-    def go(td):
-        if td.kind is None:
-            return next(it)
-        children = [go(c) for c in td.children]
-        k = td.kind
-        if build_node is not None:
-            built = build_node(k, td.aux, children)
-            if built is not NotImplemented:
-                return built
-        if k == "tuple":
-            return tuple(children)
-        if k == "list":
-            return children
-        if k == "dict":
-            return dict(zip(td.aux, children))
-        if k == "none":
-            return None
-        if k in _REGISTRY:
-            return _REGISTRY[k][1](td.aux, children)
-        if hasattr(k, "_fields"):
-            return k(*children)
-        obj = object.__new__(k)
-        for name, c in zip(td.aux, children):
-            object.__setattr__(obj, name, c)
-        return obj
-
-    out = go(treedef)
+    out = _unflatten_from(treedef, it, build_node)
     rest = list(it)
     if rest:
         raise ValueError(f"unflatten got {len(rest)} more leaves than the structure holds")
     return out
+
+
+def _unflatten_from(td: TreeDef, it, build_node) -> Any:
+    if td.kind is None:
+        return next(it)
+    children = [_unflatten_from(c, it, build_node) for c in td.children]
+    k = td.kind
+    if build_node is not None:
+        built = build_node(k, td.aux, children)
+        if built is not NotImplemented:
+            return built
+    if k == "tuple":
+        return tuple(children)
+    if k == "list":
+        return children
+    if k == "dict":
+        return dict(zip(td.aux, children))
+    if k == "none":
+        return None
+    if k in _REGISTRY:
+        return _REGISTRY[k][1](td.aux, children)
+    if hasattr(k, "_fields"):
+        return k(*children)
+    obj = object.__new__(k)
+    for name, c in zip(td.aux, children):
+        object.__setattr__(obj, name, c)
+    return obj
 
 
 def map_leaves(fn: Callable, x, *rest):

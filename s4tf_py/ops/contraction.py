@@ -49,7 +49,7 @@ def _dot_impl(a, b, *, lhs_contract, rhs_contract, lhs_batch, rhs_batch, preferr
     n = int(np.prod([b.shape[i] for i in free_b], dtype=np.int64))
     r = np.matmul(A.reshape(nb, m, k), B.reshape(nb, k, n))
     shape = [a.shape[i] for i in lhs_batch] + [a.shape[i] for i in free_a] + [b.shape[i] for i in free_b]
-    return contiguous(r.reshape(shape).astype(out_dtype))
+    return contiguous(r.reshape(shape).astype(out_dtype, copy=False))
 
 
 DOT_GENERAL = define("dot_general", _dot_rule, _dot_impl,

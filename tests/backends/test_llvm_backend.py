@@ -71,10 +71,13 @@ def test_small_kernels_stay_on_the_calling_thread():
     assert kernel[7] is False
 
 
-def test_contractions_and_gathers_run_on_the_host_between_kernels():
-    exe, fn = _exe(lambda x, w: s4.relu(x @ w + 1.0), s4.ones((4, 3)), s4.ones((3, 5)))
+def test_integer_contractions_and_gathers_run_on_the_host_between_kernels():
+    exe, fn = _exe(lambda x, w, i: s4.take(s4.relu(x @ w + 1), i, axis=0),
+                   s4.ones((4, 3), dtype=s4.int32), s4.ones((3, 5), dtype=s4.int32),
+                   s4.Tensor(np.array([1, 0], np.int32)))
     kinds = [(s[0], s[1].__name__ if s[0] == "host" else "") for s in exe.prog]
     assert ("host", "_dot_impl") in kinds and any(k == "kernel" for k, _ in kinds)
+    assert any(k == "host" and n != "_dot_impl" and "constant" not in n for k, n in kinds)
 
 
 _SCRIPT = textwrap.dedent("""

@@ -102,26 +102,43 @@ def _collapse(shape, operand_shapes, keep_split=None):
 
 def build_kernel(module: ir.Module, spec: KernelSpec) -> str:
     """Emit ``spec`` as a function in ``module``; returns its name."""
-    fn = ir.Function(module, KERNEL_TYPE, spec.name)
-    for a in fn.args[:1]:
-        a.add_attribute("noalias")
-    entry = fn.append_basic_block("entry")
-    b = ir.IRBuilder(entry)
-    bufs, begin, end = fn.args
-    # accumulators first, at the top of the entry block (SROA turns them into registers)
-    acc_slots = [b.alloca(_acc_type(r)) for r in spec.reductions]
     n_in = len(spec.inputs)
     n_out = len(spec.outputs) + len(spec.reductions)
-    ptrs = []
+    ptr_types = []
     for k in range(n_in + n_out):
-        raw = b.load(b.gep(bufs, [I64(k)], inbounds=True))
         if k < n_in:
             d = spec.inputs[k].dtype
         elif k - n_in < len(spec.outputs):
             d = spec.values[spec.outputs[k - n_in]]
         else:
             d = spec.reductions[k - n_in - len(spec.outputs)].dtype
-        ptrs.append(b.bitcast(raw, L.storage_type(d).as_pointer()))
+        ptr_types.append(L.storage_type(d).as_pointer())
+    # The entry point unpacks the buffer table and calls the loop nest, an always-inlined
+    # function whose pointer arguments are ``noalias``: inlining turns that into alias scopes,
+    # so the vectorizer needs no runtime overlap checks (LLVM gives up on those beyond a few
+    # pointer pairs, which left kernels with many operands scalar).
+    body = ir.Function(module, ir.FunctionType(ir.VoidType(), ptr_types + [I64, I64]),
+                       spec.name + "_body")
+    body.linkage = "internal"
+    body.attributes.add("alwaysinline")
+    for a in body.args[:n_in + n_out]:
+        a.add_attribute("noalias")
+    fn = ir.Function(module, KERNEL_TYPE, spec.name)
+    fn.args[0].add_attribute("noalias")
+    wb = ir.IRBuilder(fn.append_basic_block("entry"))
+    bufs = fn.args[0]
+    raw = [wb.bitcast(wb.load(wb.gep(bufs, [I64(k)], inbounds=True)), t)
+           for k, t in enumerate(ptr_types)]
+    wb.call(body, raw + [fn.args[1], fn.args[2]])
+    wb.ret_void()
+
+    fn = body
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    ptrs = list(fn.args[:n_in + n_out])
+    begin, end = fn.args[n_in + n_out:]
+    # accumulators first, at the top of the entry block (SROA turns them into registers)
+    acc_slots = [b.alloca(_acc_type(r)) for r in spec.reductions]
 
     shape = tuple(spec.shape)
     nd = len(shape)
@@ -179,17 +196,34 @@ def build_kernel(module: ir.Module, spec: KernelSpec) -> str:
             return a
         return b.add(a, c, flags=["nsw"])
 
+    # Loop-invariant values (inputs read at stride 0 everywhere, constants, and ops on only
+    # those, e.g. Adam's bias corrections ``1 - b1**t``) are computed once, here in the entry
+    # block, instead of per element: a per-element ``pow`` costs more than the whole loop body.
+    invariant = {}
+    for k, op in enumerate(spec.inputs):
+        if not any(strides[k]):
+            invariant[k] = L.load(b, ptrs[k], op.dtype)
+    for j, entry_ in enumerate(spec.ops):
+        v = n_in + j
+        if entry_[0] == "const":
+            invariant[v] = L.constant(entry_[2], entry_[1])
+        elif all(a in invariant for a in entry_[1]):
+            emit, args, in_dtypes, out_dtype, params = entry_
+            invariant[v] = emit(b, [invariant[a] for a in args], in_dtypes, out_dtype, params)
+
     def compute(b, off):
-        """Values of one element: loads, then the ops in order."""
+        """Values of one element: loads, then the ops in order (invariants computed above)."""
         vals = []
         for k, op in enumerate(spec.inputs):
+            if k in invariant:
+                vals.append(invariant[k])
+                continue
             p = ptrs[k]
             addr = b.gep(p, [off[k] if off[k] is not None else I64(0)], inbounds=True)
             vals.append(L.load(b, addr, op.dtype))
-        for entry_ in spec.ops:
-            if entry_[0] == "const":
-                _, value, d = entry_
-                vals.append(L.constant(d, value))
+        for j, entry_ in enumerate(spec.ops):
+            if n_in + j in invariant:
+                vals.append(invariant[n_in + j])
                 continue
             emit, args, in_dtypes, out_dtype, params = entry_
             vals.append(emit(b, [vals[a] for a in args], in_dtypes, out_dtype, params))

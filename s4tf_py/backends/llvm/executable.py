@@ -21,7 +21,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...ir.function import Function
-from . import codegen, jit
+from . import blas, codegen, jit
 
 _REDUCE_KIND = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
                 "reduce_prod": "prod", "reduce_and": "and", "reduce_or": "or"}
@@ -89,15 +89,60 @@ def _elementwise(e) -> bool:
 
 def plan(fn: Function):
     """Steps ``("group", Group)`` and ``("host", eqn)`` in a dependency-respecting order."""
+    return _plan(fn.eqns)
+
+
+def _split_group(g: Group):
+    """(eqns ``g`` does not need, ``g`` without them).
+
+    A smaller value joins a group on the chance that a full-shape value reads it (it is then
+    recomputed per element instead of stored and reloaded). The ones no full-shape value or
+    reduction reads (a bias's optimizer update planned beside its weight's) would be
+    recomputed per element for nothing: they leave, to be planned on their own, before ``g``
+    (they read nothing ``g`` computes at full shape, so the order is safe)."""
+    by_out = {o: e for e in g.eqns for o in e.outs}
+    need, stack = set(), [e for e in g.eqns if e.outs[0].aval.shape == g.shape or
+                          e.prim.name in _REDUCE_KIND]
+    while stack:
+        e = stack.pop()
+        if id(e) in need:
+            continue
+        need.add(id(e))
+        stack.extend(by_out[v] for v in e.inputs if v in by_out)
+    moving = [e for e in g.eqns if id(e) not in need and e.prim.name != "constant"]
+    if not moving:
+        return [], g
+    # what they read inside the group moves with them (all smaller values); the group then
+    # reads those as inputs
+    move = set()
+    stack = list(moving)
+    while stack:
+        e = stack.pop()
+        if id(e) in move:
+            continue
+        move.add(id(e))
+        stack.extend(by_out[v] for v in e.inputs
+                     if v in by_out and by_out[v].prim.name != "constant")
+    kept = Group(g.shape)
+    for e in g.eqns:
+        if id(e) not in move:
+            kept.add(e)
+    return [e for e in g.eqns if id(e) in move], kept
+
+
+def _plan(eqns):
     steps, group = [], None
 
     def flush():
         nonlocal group
         if group is not None:
-            steps.append(("group", group))
+            rest, kept = _split_group(group)
+            if rest:
+                steps.extend(_plan(rest))
+            steps.append(("group", kept))
             group = None
 
-    for e in fn.eqns:
+    for e in eqns:
         name = e.prim.name
         if name == "constant":
             # constants are inlined wherever a kernel reads them; materialize once for others
@@ -129,7 +174,10 @@ def plan(fn: Function):
             continue
         if group is not None and any(v in group.produced for v in e.inputs):
             flush()
-        steps.append(("host", e))
+        if name == "dot_general" and blas.supported(e):
+            steps.append(("dot", e))
+        else:
+            steps.append(("host", e))
     flush()
     return steps
 
@@ -146,12 +194,19 @@ class LLVMExecutable:
                 for v in e.inputs:
                     last_read[v] = max(last_read.get(v, -1), k)
         fn_outputs = set(fn.outputs)
+        from ... import runtime
+        threads = runtime.num_threads() if runtime.available() else 1
         specs, self.program = [], []
         host_made = {s.outs[0] for kind, s in steps if kind == "host" and
                      s.prim.name == "constant"}
         for k, (kind, s) in enumerate(steps):
             if kind == "host":
                 self.program.append(["host", s])
+                continue
+            if kind == "dot":
+                spec = blas.make_spec(s, f"k_{len(specs)}", threads)
+                specs.append(spec)
+                self.program.append(["kernel", spec, list(s.inputs), list(s.outs)])
                 continue
             spec, in_vars, out_vars = _spec(s, k, last_read, fn_outputs, len(specs), host_made)
             for e in spec.pre_host:
@@ -187,13 +242,7 @@ class LLVMExecutable:
                 ptrs[k] = a.__array_interface__["data"][0]
                 k += 1
             for v in out_vars:
-                a = recycled.get(v)
-                # reuse last call's buffer when nothing but this executable holds it any more
-                # (references: the dict, `a`, getrefcount's argument); else allocate
-                if a is None or _getrefcount(a) > 3:
-                    a = np.empty(v.aval.shape, dtype=v.aval.dtype)
-                    recycled[v] = a
-                env[v] = a
+                env[v] = a = _buffer(recycled, v)
                 ptrs[k] = a.__array_interface__["data"][0]
                 k += 1
             if parallel:
@@ -201,6 +250,27 @@ class LLVMExecutable:
             else:
                 fnptr(ctx, 0, n_outer)
         return [env[v] for v in self.fn.outputs]
+
+
+#: buffers kept per kernel output: a training step's outputs are its next call's inputs, so
+#: the buffers of the call before last are the ones free again (double buffering)
+POOL_DEPTH = 3
+
+
+def _buffer(pool: dict, v) -> np.ndarray:
+    """A buffer for ``v``: one of its earlier calls' buffers that nothing but the pool holds
+    any more (references: the pool's list, ``a``, getrefcount's argument), else a new one."""
+    bufs = pool.get(v)
+    if bufs is None:
+        bufs = pool[v] = []
+    for a in bufs:
+        if _getrefcount(a) <= 3:
+            return a
+    a = np.empty(v.aval.shape, dtype=v.aval.dtype)
+    if len(bufs) >= POOL_DEPTH:
+        bufs.pop(0)
+    bufs.append(a)
+    return a
 
 
 def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
@@ -281,7 +351,10 @@ def _compile(specs) -> dict:
         return {}
     module = ir.Module(name="s4tf")
     for spec in specs:
-        codegen.build_kernel(module, spec)
+        if isinstance(spec, blas.DotSpec):
+            blas.build_dot_kernel(module, spec)
+        else:
+            codegen.build_kernel(module, spec)
     text = str(module)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     text = text.replace('@"k_', f'@"k{digest}_')         # unique names in the shared engine
@@ -299,6 +372,10 @@ def _prepare(step, addresses):
     _, spec, in_vars, out_vars = step
     ffi, lib = runtime.ffi, runtime.lib
     ptrs = np.zeros(max(len(in_vars) + len(out_vars), 1), dtype=np.uint64)
+    if isinstance(spec, blas.DotSpec):
+        fnptr = ffi.cast("s4tf_range_fn", addresses[spec.name])
+        return ("kernel", fnptr, ffi.cast("void *", ptrs.ctypes.data), ptrs, in_vars, out_vars,
+                spec.iterations, spec.parallel, lib)
     red = spec.reduce_ndim
     shape = spec.shape
     sizes, _, split = codegen._collapse(
@@ -325,7 +402,12 @@ def kernel_module_text(fn: Function) -> str:
                 last_read[v] = max(last_read.get(v, -1), k)
     module = ir.Module(name="s4tf")
     serial = 0
+    from ... import runtime
+    threads = runtime.num_threads() if runtime.available() else 1
     for k, (kind, s) in enumerate(steps):
+        if kind == "dot":
+            blas.build_dot_kernel(module, blas.make_spec(s, f"k_{serial}", threads))
+            serial += 1
         if kind != "group":
             continue
         spec, _, _ = _spec(s, k, last_read, set(fn.outputs), serial, set())

@@ -19,6 +19,13 @@ is bigger than ``x`` stays):
                                       shape differs and the result is strong)
 ``select(p, a, a)``                   ``a``
 ``identity(x)``                       ``x``  (an autodiff mark; a copy when executed)
+``dot_general(transpose(x), y)``      ``dot_general(x, y)`` with the dimension numbers mapped
+                                      through the permutation (and the same for ``y``), when
+                                      the free dimensions keep their order: BLAS takes
+                                      transposed operands for free, a transpose is a copy
+``transpose(dot_general(a, b))``      ``dot_general(b, a)`` when the permutation only swaps
+                                      the two operands' free blocks and the product has no
+                                      other use (a VJP's ``(x^T g)^T`` becomes ``g^T x``)
 ``custom_vjp(v..., args...)``         ``v...``  (forward it is the identity on its values)
 ====================================  ==========================================================
 
@@ -120,6 +127,8 @@ def _rewrite(e: Eqn, producer: dict):
     elif name == "convert" and len(ins) == 1:
         if p.get("dtype") == ins[0].aval.dtype:
             return same(ins[0])
+    elif name == "dot_general" and len(ins) == 2:
+        return _dot_through_transpose(e, producer)
     elif name == "broadcast_to" and len(ins) == 1:
         if tuple(p["shape"]) == tuple(ins[0].aval.shape):
             return same(ins[0])
@@ -146,11 +155,61 @@ def _rewrite(e: Eqn, producer: dict):
     return None
 
 
+def _dot_through_transpose(e: Eqn, producer: dict):
+    """``dot_general`` reading an operand's transpose reads the operand itself instead."""
+    p = dict(e.params)
+    ins = list(e.inputs)
+    changed = False
+    for side, (c_key, b_key) in enumerate((("lhs_contract", "lhs_batch"),
+                                           ("rhs_contract", "rhs_batch"))):
+        t = producer.get(ins[side])
+        if t is None or t.prim.name != "transpose":
+            continue
+        perm = tuple(dict(t.params)["permutation"])
+        used = set(p[c_key]) | set(p[b_key])
+        free = [perm[i] for i in range(len(perm)) if i not in used]
+        if free != sorted(free):
+            continue                      # the result's free dimensions would come out permuted
+        p[c_key] = tuple(perm[i] for i in p[c_key])
+        p[b_key] = tuple(perm[i] for i in p[b_key])
+        ins[side] = t.inputs[0]
+        changed = True
+    if not changed:
+        return None
+    return Eqn(e.prim, tuple(ins), tuple((k, p[k]) for k, _ in e.params), e.outs, e.loc)
+
+
+def _transposed_dot(e: Eqn, producer: dict, uses: dict):
+    """``transpose(dot_general(a, b), perm)`` as ``dot_general(b, a)`` when ``perm`` swaps the
+    free blocks (and nothing else reads the product)."""
+    d = producer.get(e.inputs[0])
+    if d is None or d.prim.name != "dot_general" or uses.get(e.inputs[0], 0) != 1:
+        return None
+    p = dict(d.params)
+    a, b = d.inputs
+    nb = len(p["lhs_batch"])
+    na = a.aval.ndim - nb - len(p["lhs_contract"])
+    nf = b.aval.ndim - nb - len(p["rhs_contract"])
+    want = tuple(range(nb)) + tuple(range(nb + na, nb + na + nf)) + tuple(range(nb, nb + na))
+    if tuple(dict(e.params)["permutation"]) != want:
+        return None
+    swapped = {"lhs_contract": p["rhs_contract"], "rhs_contract": p["lhs_contract"],
+               "lhs_batch": p["rhs_batch"], "rhs_batch": p["lhs_batch"]}
+    params = tuple((k, swapped.get(k, v)) for k, v in d.params)
+    return Eqn(d.prim, (b, a), params, e.outs, e.loc)
+
+
 def run(fn: Function) -> tuple[Function, bool]:
     subst: dict = {}
     producer: dict = {}
     eqns = []
     changed = False
+    uses: dict = {}
+    for e in fn.eqns:
+        for v in e.inputs:
+            uses[v] = uses.get(v, 0) + 1
+    for v in fn.outputs:
+        uses[v] = uses.get(v, 0) + 1
     for e in fn.eqns:
         e = substitute(e, subst)
         if is_opaque(e.prim):
@@ -166,6 +225,8 @@ def run(fn: Function) -> tuple[Function, bool]:
                 continue
         elif len(e.outs) == 1:
             r = _rewrite(e, producer)
+            if r is None and e.prim.name == "transpose":
+                r = _transposed_dot(e, producer, uses)
             if r is not None:
                 changed = True
                 if isinstance(r, Eqn):

@@ -1,0 +1,228 @@
+"""Contractions on the CPU: ``dot_general`` as JIT code that calls BLAS ``sgemm``/``dgemm``.
+
+A ``dot_general`` whose operands are float32 or float64 becomes a kernel with the signature of
+every other kernel, ``void k(i8** buffers, i64 begin, i64 end)``, that calls scipy's BLAS
+(Fortran ABI, registered with the JIT as ``s4tf_sgemm``/``s4tf_dgemm`` so that cached objects
+resolve it in any process). The layout is decided at plan time from the dimension numbers —
+our buffers are C-contiguous — so a transposed operand costs nothing: it becomes BLAS's
+``'T'`` flag and a leading dimension.
+
+Threading: BLAS runs single-threaded inside our own thread pool. A product is split into row
+blocks (or its batch) and each pool thread makes ONE ``gemm`` call over its contiguous range of
+blocks. A second threaded BLAS pool would otherwise spin on the cores our kernels need next
+(measured: the elementwise kernel after a threaded ``sgemm`` ran 1.6-2x slower). This is the
+one threading policy of the backend: ``s4.runtime.set_num_threads`` governs both.
+
+Row-major ``C[m,n] = A[m,k] B[k,n]`` is column-major ``C^T = B^T A^T``: the call passes B first.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+I8P = I8.as_pointer()
+
+#: below this many multiply-adds a product runs on the calling thread
+PARALLEL_FLOPS = 1 << 18
+#: rows per block when a product is split across threads
+MIN_BLOCK = 16
+
+_GEMM = {np.dtype(np.float32): ("s4tf_sgemm", "sgemm", ir.FloatType()),
+         np.dtype(np.float64): ("s4tf_dgemm", "dgemm", ir.DoubleType())}
+_lock = threading.Lock()
+_registered: dict = {}
+
+
+@dataclass(frozen=True)
+class DotSpec:
+    """A batched GEMM over C-contiguous buffers: ``C[b] = op(A[b]) @ op(B[b])`` (row-major)."""
+    name: str
+    dtype: np.dtype
+    batch: int
+    m: int
+    n: int
+    k: int
+    trans_a: bool          # A is stored (k, m) per batch element
+    trans_b: bool          # B is stored (n, k)
+    stride_a: int          # elements between batch elements
+    stride_b: int
+    block: int             # rows of C per block (batch == 1); 0: iterate over the batch
+
+    @property
+    def iterations(self) -> int:
+        if self.block:
+            return -(-self.m // self.block)
+        return self.batch
+
+    @property
+    def parallel(self) -> bool:
+        return self.batch * self.m * self.n * self.k >= PARALLEL_FLOPS and self.iterations > 1
+
+
+def supported(eqn) -> bool:
+    """Whether ``eqn`` (a ``dot_general``) lowers to BLAS (else numpy runs it on the host)."""
+    a, b = eqn.inputs
+    p = eqn.params_dict()
+    if a.aval.dtype not in _GEMM or b.aval.dtype != a.aval.dtype:
+        return False
+    if p.get("preferred") not in (None, a.aval.dtype):
+        return False
+    return _layout(a.aval.shape, b.aval.shape, p) is not None and _symbols_ok()
+
+
+def _layout(sa, sb, p):
+    """(batch, m, n, k, trans_a, trans_b) when each operand is a (batch, rows, cols) block of
+    its C-contiguous buffer with the batch dims leading, in the same order on both sides."""
+    lb, rb = tuple(p["lhs_batch"]), tuple(p["rhs_batch"])
+    lc, rc = tuple(p["lhs_contract"]), tuple(p["rhs_contract"])
+    nb = len(lb)
+    if lb != tuple(range(nb)) or rb != tuple(range(nb)):
+        return None
+    fa = [i for i in range(len(sa)) if i not in lc and i not in lb]
+    fb = [i for i in range(len(sb)) if i not in rc and i not in rb]
+
+    def side(free, contract, nd):
+        # the non-batch dims must be [free..., contract...] or [contract..., free...], each run
+        # contiguous and in order, for the block to be a matrix (or its transpose) in memory
+        rest = list(range(nb, nd))
+        if rest == list(free) + list(contract):
+            return False
+        if rest == list(contract) + list(free):
+            return True
+        return None
+
+    ta = side(fa, lc, len(sa))
+    tb = side(rc, fb, len(sb))          # B is "normal" when stored [contract, free]
+    if ta is None or tb is None:
+        return None
+    if sorted(lc) != list(lc) or sorted(rc) != list(rc):
+        return None                    # contracting pairs must flatten in the same order
+    batch = int(np.prod([sa[i] for i in lb], dtype=np.int64))
+    m = int(np.prod([sa[i] for i in fa], dtype=np.int64))
+    n = int(np.prod([sb[i] for i in fb], dtype=np.int64))
+    k = int(np.prod([sa[i] for i in lc], dtype=np.int64))
+    if min(m, n, k) == 0 or max(m, n, k) >= 2 ** 31:
+        return None
+    return batch, m, n, k, ta, tb
+
+
+def make_spec(eqn, name: str, threads: int) -> DotSpec:
+    a, b = eqn.inputs
+    batch, m, n, k, ta, tb = _layout(a.aval.shape, b.aval.shape, eqn.params_dict())
+    block = 0
+    if batch == 1:
+        # blocks small enough to give every thread work, big enough for BLAS to be efficient
+        block = max(MIN_BLOCK, -(-m // max(1, 2 * threads)))
+        block = -(-block // 8) * 8
+    return DotSpec(name, a.aval.dtype, batch, m, n, k, ta, tb, m * k, k * n, block)
+
+
+def build_dot_kernel(module: ir.Module, spec: DotSpec) -> str:
+    """Emit ``spec`` as ``void name(i8** bufs, i64 begin, i64 end)`` calling BLAS gemm."""
+    sym, _, ft = _GEMM[spec.dtype]
+    fp = ft.as_pointer()
+    ip = I32.as_pointer()
+    gemm_ty = ir.FunctionType(ir.VoidType(), [I8P, I8P, ip, ip, ip, fp, fp, ip, fp, ip, fp,
+                                              fp, ip])
+    gemm = module.globals.get(sym) or ir.Function(module, gemm_ty, sym)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64, I64]),
+                     spec.name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    bufs, begin, end = fn.args
+    A, B, C = (b.bitcast(b.load(b.gep(bufs, [I64(i)], inbounds=True)), fp) for i in range(3))
+
+    def slot(ty, value):
+        s = b.alloca(ty)
+        b.store(value, s)
+        return s
+
+    # column-major view: C^T (n x rows) = op(B^T) (n x k) @ op(A^T) (k x rows)
+    t_first = slot(I8, I8(ord("T" if spec.trans_b else "N")))
+    t_second = slot(I8, I8(ord("T" if spec.trans_a else "N")))
+    n_ = slot(I32, I32(spec.n))
+    k_ = slot(I32, I32(spec.k))
+    rows = b.alloca(I32)
+    alpha = slot(ft, ir.Constant(ft, 1.0))
+    beta = slot(ft, ir.Constant(ft, 0.0))
+    ld_b = slot(I32, I32(spec.k if spec.trans_b else spec.n))
+    ld_a = slot(I32, I32(spec.m if spec.trans_a else spec.k))
+    ld_c = slot(I32, I32(spec.n))
+    if spec.block:
+        # one call for this thread's whole range of row blocks
+        r0 = b.mul(begin, I64(spec.block))
+        r1 = b.mul(end, I64(spec.block))
+        over = b.icmp_signed(">", r1, I64(spec.m))
+        r1 = b.select(over, I64(spec.m), r1)
+        b.store(b.trunc(b.sub(r1, r0), I32), rows)
+        a_off = r0 if spec.trans_a else b.mul(r0, I64(spec.k))
+        a_ptr = b.gep(A, [a_off])
+        c_ptr = b.gep(C, [b.mul(r0, I64(spec.n))])
+        b.call(gemm, [t_first, t_second, n_, rows, k_, alpha, B, ld_b, a_ptr, ld_a, beta,
+                      c_ptr, ld_c])
+        b.ret_void()
+        return spec.name
+    b.store(I32(spec.m), rows)
+    pre = b.block
+    head = fn.append_basic_block("head")
+    body = fn.append_basic_block("body")
+    done = fn.append_basic_block("done")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64)
+    i.add_incoming(begin, pre)
+    b.cbranch(b.icmp_signed("<", i, end), body, done)
+    b.position_at_end(body)
+    a_ptr = b.gep(A, [b.mul(i, I64(spec.stride_a))])
+    b_ptr = b.gep(B, [b.mul(i, I64(spec.stride_b))])
+    c_ptr = b.gep(C, [b.mul(i, I64(spec.m * spec.n))])
+    b.call(gemm, [t_first, t_second, n_, rows, k_, alpha, b_ptr, ld_b, a_ptr, ld_a, beta,
+                  c_ptr, ld_c])
+    i.add_incoming(b.add(i, I64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    b.ret_void()
+    return spec.name
+
+
+def _symbols_ok() -> bool:
+    """Register scipy's gemm routines with the JIT (once) and make that BLAS single-threaded."""
+    if _registered:
+        return _registered["ok"]
+    with _lock:
+        if _registered:
+            return _registered["ok"]
+        try:
+            import llvmlite.binding as llvm
+
+            from ... import runtime
+            addrs = runtime.blas_symbols(("sgemm", "dgemm"))
+            for sym, name, _ in _GEMM.values():
+                llvm.add_symbol(sym, addrs[name])
+            _single_threaded()
+            _registered["ok"] = True
+        except Exception:  # noqa: BLE001 - no scipy BLAS: contractions stay on numpy
+            _registered["ok"] = False
+        return _registered["ok"]
+
+
+def _single_threaded() -> None:
+    """Limit scipy's BLAS (the one the kernels call) to one thread, with threadpoolctl.
+
+    ``cython_blas`` wraps the library scipy ships (``scipy.libs/``, or scipy's own folder);
+    numpy's separate copy keeps its threads for the user's numpy code."""
+    import os
+
+    import scipy
+    import threadpoolctl
+    pkg = os.path.realpath(os.path.dirname(scipy.__file__))
+    roots = (pkg + os.sep, pkg + ".libs" + os.sep)
+    for lib in threadpoolctl.ThreadpoolController().lib_controllers:
+        path = os.path.realpath(lib.filepath or "")
+        if lib.user_api == "blas" and path.startswith(roots):
+            lib.set_num_threads(1)
