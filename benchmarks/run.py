@@ -20,6 +20,10 @@ BENCHMARKS = {
     "record": "bench_record",
     "dispatch": "bench_dispatch",
     "elementwise": "bench_elementwise",
+    "matmul": "bench_matmul",
+    "mlp": "bench_mlp",
+    "lenet": "bench_lenet",
+    "compile": "bench_compile",
 }
 
 

@@ -16,7 +16,12 @@ class ArrayNamespaceInfo:
         return get_default_device()
 
     def devices(self) -> list[Device]:
-        return [Device("reference")]
+        """The devices that work here, the default first."""
+        out = [get_default_device()]
+        for d in (Device("llvm"), Device("reference")):
+            if d not in out and (d.backend == "reference" or _llvm_works()):
+                out.append(d)
+        return out
 
     def default_dtypes(self, *, device=None) -> dict:
         return {"real floating": dt.default_float, "integral": dt.default_int,
@@ -34,3 +39,8 @@ class ArrayNamespaceInfo:
 def __array_namespace_info__() -> ArrayNamespaceInfo:
     """Array API namespace inspection."""
     return ArrayNamespaceInfo()
+
+
+def _llvm_works() -> bool:
+    from .device import _host_default
+    return _host_default() == Device("llvm")

@@ -1,8 +1,10 @@
 """Devices: which backend computes a Tensor's value.
 
 ``s4.Device("reference")`` is the numpy interpreter (the correctness oracle); ``"llvm"`` and
-``"xla"`` are the compiling backends, available once their backends are installed. The
-default comes from ``S4TF_DEVICE`` or :func:`default_device`.
+``"xla"`` are the compiling backends. The default is ``S4TF_DEVICE`` when set (``llvm``,
+``reference``, ``xla:gpu:0``...), else ``llvm`` when it works on this host (its C runtime is
+built and llvmlite finds a native target), else ``reference``; :func:`default_device` changes
+it for a block.
 
 Example:
     >>> import s4tf_py as s4
@@ -50,10 +52,23 @@ class Device:
         return f"Device({self.backend!r})"
 
 
+def _host_default() -> Device:
+    """``llvm`` when its runtime and llvmlite's native target work here, else ``reference``."""
+    try:
+        from . import runtime
+        if runtime.available():
+            from .backends.llvm import jit
+            jit.target_machine()
+            return Device("llvm")
+    except Exception:  # noqa: BLE001 - any failure to set LLVM up means: use the interpreter
+        pass
+    return Device("reference")
+
+
 def _parse_env() -> Device:
     spec = os.environ.get("S4TF_DEVICE", "").strip()
     if not spec:
-        return Device("reference")
+        return _host_default()
     parts = spec.split(":")
     try:
         if parts[0] == "xla":

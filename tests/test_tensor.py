@@ -285,7 +285,7 @@ def test_len_iter_bool():
 def test_properties():
     t = s4.Tensor(np.zeros((2, 3, 4), np.float16))
     assert t.shape == (2, 3, 4) and t.ndim == 3 and t.size == 24 and t.dtype == np.float16
-    assert t.device == s4.Device("reference")
+    assert t.device == s4.get_default_device()
     m = s4.Tensor(np.arange(6.0).reshape(2, 3))
     np.testing.assert_array_equal(m.T.numpy(), np.arange(6.0).reshape(2, 3).T)
     np.testing.assert_array_equal(t.mT.numpy(), np.swapaxes(np.zeros((2, 3, 4)), -1, -2))

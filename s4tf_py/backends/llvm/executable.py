@@ -21,6 +21,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...ir.function import Function
+from ...lazy.metrics import counters
 from . import blas, codegen, jit
 
 _REDUCE_KIND = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
@@ -84,7 +85,16 @@ class Group:
 
 def _elementwise(e) -> bool:
     p = e.prim
+    if p.name == "convert" and _float_to_int(e):
+        # NaN/Inf cannot become integers: the host step's check raises an error naming the
+        # cast (in a kernel, LLVM's fptosi would give poison). Such casts are rare in hot loops.
+        return False
     return (not p.multiple_results and p.llvm is not None) or p.name == "broadcast_to"
+
+
+def _float_to_int(e) -> bool:
+    from ... import dtypes as dt
+    return dt.is_floating(e.inputs[0].aval.dtype) and dt.is_integer(e.outs[0].aval.dtype)
 
 
 def plan(fn: Function):
@@ -216,40 +226,121 @@ class LLVMExecutable:
             specs.append(spec)
             self.program.append(["kernel", spec, in_vars, out_vars])
         addresses = _compile(specs)
-        self.prog = [_prepare(step, addresses) for step in self.program]
-        #: kernel output buffers of the last call, reused once their results are dropped
-        self._recycled: dict = {}
+        self.prog, self.nvalues, self.outputs = _link(fn, self.program, addresses)
 
     def __call__(self, inputs: list):
-        env = dict(zip(self.fn.params, inputs))
-        recycled = self._recycled
+        """Run on ``inputs`` (a list this call takes over: donated buffers are released).
+
+        Values are dropped after their last read, so a functional update (``update_slice``,
+        ``scatter``...) whose operand nothing else holds any more runs in place."""
+        env = inputs
+        env.extend([None] * (self.nvalues - len(env)))
         for step in self.prog:
             if step[0] == "host":
-                _, impl, ins, params, outs, multi = step
-                r = impl(*[env[v] for v in ins], **params)
+                _, impl, ins, params, outs, multi, dead, inplace_slot, eqn = step
+                args = [env[i] for i in ins]
+                for i in dead:
+                    env[i] = None
+                if inplace_slot is not None:
+                    if _uniquely_held(args[inplace_slot]):
+                        params = dict(params, inplace=True)
+                        counters["inplace_updates"] += 1
+                    else:
+                        counters["update_copies"] += 1
+                try:
+                    r = impl(*args, **params)
+                except (ValueError, FloatingPointError, IndexError,
+                        np.linalg.LinAlgError) as e:
+                    raise _execution_error(eqn, e, args) from None
+                del args
                 if multi:
                     for o, val in zip(outs, r):
                         env[o] = val
                 else:
                     env[outs[0]] = r if type(r) is np.ndarray else np.asarray(r)
                 continue
-            _, fnptr, ctx, ptrs, in_vars, out_vars, n_outer, parallel, lib = step
+            _, fnptr, ctx, ptrs, ins, outs, pools, dead, n_outer, parallel, lib = step
             k = 0
-            for v in in_vars:
-                a = env[v]
+            for i in ins:
+                a = env[i]
                 if not a.flags.c_contiguous:
-                    a = env[v] = np.ascontiguousarray(a)
+                    a = env[i] = np.ascontiguousarray(a)
                 ptrs[k] = a.__array_interface__["data"][0]
                 k += 1
-            for v in out_vars:
-                env[v] = a = _buffer(recycled, v)
+            for o, pool in zip(outs, pools):
+                env[o] = a = _buffer(pool)
                 ptrs[k] = a.__array_interface__["data"][0]
                 k += 1
             if parallel:
                 lib.s4tf_parallel_for(n_outer, fnptr, ctx)
             else:
                 fnptr(ctx, 0, n_outer)
-        return [env[v] for v in self.fn.outputs]
+            for i in dead:
+                env[i] = None
+        return [env[i] for i in self.outputs]
+
+
+def _uniquely_held(a) -> bool:
+    # references: the `args` list, the parameter `a`, getrefcount's argument
+    return (isinstance(a, np.ndarray) and a.base is None and a.flags.writeable
+            and _getrefcount(a) <= 3)
+
+
+def _execution_error(eqn, e, args):
+    from ...errors import ExecutionError, format_location
+    shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args if isinstance(a, np.ndarray))
+    err = ExecutionError(f"{eqn.prim.name}: {e}\n  operands: {shapes}\n"
+                         f"  at {format_location(eqn.loc)}")
+    err.op, err.location = eqn.prim.name, eqn.loc
+    return err
+
+
+def _link(fn: Function, program: list, addresses: dict):
+    """The program with values as slots of one list: (steps, number of slots, output slots).
+
+    Each step lists the slots it reads for the last time (``dead``), dropped as it runs."""
+    index = {v: i for i, v in enumerate(fn.params)}
+    n = len(fn.params)
+    reads = [list(s[1].inputs) if s[0] == "host" else list(s[2]) for s in program]
+    last: dict = {}
+    for pos, vs in enumerate(reads):
+        for v in vs:
+            last[v] = pos
+    outputs = set(fn.outputs)
+    steps = []
+    for pos, (step, vs) in enumerate(zip(program, reads)):
+        dead = tuple(sorted({index[v] for v in vs if last[v] == pos and v not in outputs}))
+        if step[0] == "host":
+            e = step[1]
+            ins = tuple(index[v] for v in e.inputs)
+            k = e.prim.inplace_operand
+            inplace_slot = None
+            if k is not None and e.inputs.count(e.inputs[k]) == 1 and index[e.inputs[k]] in dead:
+                inplace_slot = k
+            outs = tuple(range(n, n + len(e.outs)))
+            n += len(e.outs)
+            index.update(zip(e.outs, outs))
+            steps.append(("host", e.prim.impl, ins, e.params_dict(), outs,
+                          e.prim.multiple_results, dead, inplace_slot, e))
+            continue
+        _, fnptr, ctx, ptrs, in_vars, out_vars, n_outer, parallel, lib = \
+            _prepare(step, addresses)
+        ins = tuple(index[v] for v in in_vars)
+        outs = tuple(range(n, n + len(out_vars)))
+        n += len(out_vars)
+        index.update(zip(out_vars, outs))
+        pools = tuple(_Pool(v.aval.shape, v.aval.dtype) for v in out_vars)
+        steps.append(("kernel", fnptr, ctx, ptrs, ins, outs, pools, dead, n_outer, parallel,
+                      lib))
+    return steps, n, tuple(index[v] for v in fn.outputs)
+
+
+class _Pool(list):
+    """Earlier calls' buffers for one kernel output."""
+
+    def __init__(self, shape, dtype):
+        super().__init__()
+        self.shape, self.dtype = tuple(shape), dtype
 
 
 #: buffers kept per kernel output: a training step's outputs are its next call's inputs, so
@@ -257,19 +348,16 @@ class LLVMExecutable:
 POOL_DEPTH = 3
 
 
-def _buffer(pool: dict, v) -> np.ndarray:
-    """A buffer for ``v``: one of its earlier calls' buffers that nothing but the pool holds
-    any more (references: the pool's list, ``a``, getrefcount's argument), else a new one."""
-    bufs = pool.get(v)
-    if bufs is None:
-        bufs = pool[v] = []
-    for a in bufs:
+def _buffer(pool: _Pool) -> np.ndarray:
+    """A buffer for a kernel output: one of its earlier calls' buffers that nothing but the
+    pool holds any more (references: the pool, ``a``, getrefcount's argument), else a new one."""
+    for a in pool:
         if _getrefcount(a) <= 3:
             return a
-    a = np.empty(v.aval.shape, dtype=v.aval.dtype)
-    if len(bufs) >= POOL_DEPTH:
-        bufs.pop(0)
-    bufs.append(a)
+    a = np.empty(pool.shape, dtype=pool.dtype)
+    if len(pool) >= POOL_DEPTH:
+        pool.pop(0)
+    pool.append(a)
     return a
 
 
