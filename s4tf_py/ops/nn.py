@@ -130,7 +130,7 @@ def _conv_impl(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
     if out_dtype in dt.LOW_PRECISION:
         lhs, rhs = lhs.astype(np.float32), rhs.astype(np.float32)
     nsp = lhs.ndim - 2
-    x = _dilate_pad(lhs, range(1, nsp + 1), lhs_dilation, padding)
+    x = np.ascontiguousarray(_dilate_pad(lhs, range(1, nsp + 1), lhs_dilation, padding))
     g = feature_group_count
     n, cin = x.shape[0], x.shape[-1]
     ks = rhs.shape[:nsp]
@@ -138,21 +138,24 @@ def _conv_impl(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
     og = cout // g
     out_sp = [_out_size(x.shape[1 + i], (ks[i] - 1) * rhs_dilation[i] + 1, window_strides[i])
               for i in range(nsp)]
-    # im2col: every kernel offset's strided view of the input, stacked
-    patches = []
-    for off in itertools.product(*[range(k) for k in ks]):
-        sl = tuple(builtins.slice(o * d, o * d + (m - 1) * s + 1, s)
-                   for o, d, m, s in zip(off, rhs_dilation, out_sp, window_strides))
-        patches.append(x[(builtins.slice(None),) + sl])
-    kk = len(patches)
+    kk = int(np.prod(ks, dtype=np.int64))
     m = n * int(np.prod(out_sp, dtype=np.int64))
-    p = np.stack(patches, axis=-2) if patches else np.zeros((n, *out_sp, 0, cin), x.dtype)
-    # (M, K, G, Cg) -> (G, M, K*Cg);  filter (K, Cg, G, Og) -> (G, K*Cg, Og)
-    p = p.reshape(m, kk, g, cg).transpose(2, 0, 1, 3).reshape(g, m, kk * cg)
-    w = rhs.reshape(kk, cg, g, og).transpose(2, 0, 1, 3).reshape(g, kk * cg, og)
-    r = np.matmul(p, w)                                        # (G, M, Og)
-    r = r.transpose(1, 0, 2).reshape((n, *out_sp, cout))
-    return np.ascontiguousarray(r.astype(out_dtype))
+    # im2col as ONE strided view (N, *out, *kernel, C) of the padded input, copied once into
+    # the (M, K*C) matrix that a single GEMM multiplies by the (K*C, O) filter
+    st = x.strides
+    view = np.lib.stride_tricks.as_strided(
+        x, (n, *out_sp, *ks, cin),
+        (st[0], *[st[1 + i] * window_strides[i] for i in range(nsp)],
+         *[st[1 + i] * rhs_dilation[i] for i in range(nsp)], st[-1]), writeable=False)
+    if g == 1:
+        r = view.reshape(m, kk * cin) @ rhs.reshape(kk * cin, cout)
+    else:
+        # (M, K, G, Cg) -> (G, M, K*Cg);  filter (K, Cg, G, Og) -> (G, K*Cg, Og)
+        p = view.reshape(m, kk, g, cg).transpose(2, 0, 1, 3).reshape(g, m, kk * cg)
+        w = rhs.reshape(kk, cg, g, og).transpose(2, 0, 1, 3).reshape(g, kk * cg, og)
+        r = np.matmul(p, w).transpose(1, 0, 2)                     # (M, G, Og)
+    r = r.reshape((n, *out_sp, cout))
+    return np.ascontiguousarray(r.astype(out_dtype, copy=False))
 
 
 CONV_GENERAL = define(

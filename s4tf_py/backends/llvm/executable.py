@@ -98,8 +98,41 @@ def _float_to_int(e) -> bool:
 
 
 def plan(fn: Function):
-    """Steps ``("group", Group)`` and ``("host", eqn)`` in a dependency-respecting order."""
-    return _plan(fn.eqns)
+    """Steps ``("group", Group)``, ``("dot", eqn)`` and ``("host", eqn)`` in a
+    dependency-respecting order."""
+    return _plan(_sink_fusible(fn.eqns))
+
+
+def _fusible(e) -> bool:
+    return _elementwise(e) or e.prim.name in _REDUCE_KIND or e.prim.name in ("constant",
+                                                                              "reshape")
+
+
+def _sink_fusible(eqns):
+    """The equations with each fusible one moved down to just before its first non-fusible
+    reader (or the end): an elementwise op that only reads inputs (Adam's ``b1 * m``) then
+    fuses with the rest of its chain instead of running as a kernel of its own before the
+    backward pass."""
+    pending: dict = {}                 # result Var -> deferred eqn (insertion = program order)
+    order: dict = {}
+    out = []
+    for pos, e in enumerate(eqns):
+        order[id(e)] = pos
+        if _fusible(e) and not e.prim.multiple_results:
+            pending[e.outs[0]] = e
+            continue
+        need, stack = {}, [v for v in e.inputs if v in pending]
+        while stack:
+            v = stack.pop()
+            d = pending.pop(v, None)
+            if d is None:
+                continue
+            need[id(d)] = d
+            stack.extend(u for u in d.inputs if u in pending)
+        out.extend(sorted(need.values(), key=lambda d: order[id(d)]))
+        out.append(e)
+    out.extend(pending.values())
+    return out
 
 
 def _split_group(g: Group):
