@@ -27,6 +27,7 @@ True
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -175,6 +176,26 @@ def register_with_llvm() -> dict[str, int]:
     return syms
 
 
+def _cython_blas():
+    """``scipy.linalg.cython_blas``, loaded without importing ``scipy.linalg`` (~0.1 s)."""
+    import importlib.util
+    import sys
+    mod = sys.modules.get("scipy.linalg.cython_blas")
+    if mod is not None:
+        return mod
+    spec = importlib.util.find_spec("scipy")
+    folder = os.path.join(spec.submodule_search_locations[0], "linalg")
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("cython_blas.") and name.endswith((".so", ".pyd")):
+            s = importlib.util.spec_from_file_location("scipy.linalg.cython_blas",
+                                                       os.path.join(folder, name))
+            mod = importlib.util.module_from_spec(s)
+            s.loader.exec_module(mod)
+            return mod
+    from scipy.linalg import cython_blas     # an unusual layout: the ordinary import
+    return cython_blas
+
+
 def blas_symbols(names=("sgemm", "dgemm", "sgemv", "dgemv", "saxpy", "daxpy", "sdot", "ddot")):
     """``{name: address}`` of scipy's BLAS routines (Fortran ABI: every argument by pointer).
 
@@ -183,9 +204,7 @@ def blas_symbols(names=("sgemm", "dgemm", "sgemv", "dgemv", "saxpy", "daxpy", "s
     """
     import ctypes
 
-    from scipy.linalg import cython_blas
-
-    capi = cython_blas.__pyx_capi__
+    capi = _cython_blas().__pyx_capi__
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype = ctypes.c_char_p
     get_name.argtypes = [ctypes.py_object]

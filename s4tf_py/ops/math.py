@@ -9,7 +9,6 @@ from __future__ import annotations
 import math as _m
 
 import numpy as np
-import scipy.special as _sp
 
 from .. import dtypes as dt
 from ..errors import DTypeError, op_error
@@ -40,11 +39,29 @@ TANH = unary_primitive("tanh", np.tanh)
 ASINH = unary_primitive("asinh", np.arcsinh)
 ACOSH = unary_primitive("acosh", np.arccosh)
 ATANH = unary_primitive("atanh", np.arctanh)
-LOGISTIC = unary_primitive("logistic", _sp.expit)
-ERF = unary_primitive("erf", _sp.erf)
-ERF_INV = unary_primitive("erf_inv", _sp.erfinv)
-LGAMMA = unary_primitive("lgamma", _sp.gammaln)
-DIGAMMA = unary_primitive("digamma", _sp.digamma)
+class _LazySpecial:
+    """``scipy.special``'s ufuncs, imported on first use (the import costs ~0.2 s)."""
+
+    def __getattr__(self, name):
+        import scipy.special
+        return getattr(scipy.special, name)
+
+
+_sp = _LazySpecial()
+
+
+def _special(name):
+    def impl(*args, **kwargs):
+        return getattr(_sp, name)(*args, **kwargs)
+    impl.__name__ = name
+    return impl
+
+
+LOGISTIC = unary_primitive("logistic", _special("expit"))
+ERF = unary_primitive("erf", _special("erf"))
+ERF_INV = unary_primitive("erf_inv", _special("erfinv"))
+LGAMMA = unary_primitive("lgamma", _special("gammaln"))
+DIGAMMA = unary_primitive("digamma", _special("digamma"))
 
 
 def _polygamma_impl(x, *, order):

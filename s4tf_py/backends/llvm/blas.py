@@ -201,14 +201,46 @@ def _symbols_ok() -> bool:
             import llvmlite.binding as llvm
 
             from ... import runtime
-            addrs = runtime.blas_symbols(("sgemm", "dgemm"))
+            fast = _scipy_openblas()
+            if fast is not None:          # scipy's wheel: its OpenBLAS, opened directly
+                addrs, set_threads = fast
+                set_threads(1)
+            else:                         # any other scipy: cython_blas + threadpoolctl
+                addrs = runtime.blas_symbols(("sgemm", "dgemm"))
+                _single_threaded()
             for sym, name, _ in _GEMM.values():
                 llvm.add_symbol(sym, addrs[name])
-            _single_threaded()
             _registered["ok"] = True
         except Exception:  # noqa: BLE001 - no scipy BLAS: contractions stay on numpy
             _registered["ok"] = False
         return _registered["ok"]
+
+
+def _scipy_openblas():
+    """({"sgemm", "dgemm": address}, set_num_threads) from the OpenBLAS that scipy's wheels
+    bundle (``scipy.libs/libscipy_openblas*``), found without importing scipy (importing
+    ``scipy.linalg`` costs ~0.1 s of a warm start); None when it is not there."""
+    import ctypes
+    import glob
+    import importlib.util
+    import os
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    libs = os.path.join(os.path.dirname(spec.submodule_search_locations[0]), "scipy.libs")
+    found = sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*")))
+    if not found:
+        return None
+    lib = ctypes.CDLL(found[0])
+    try:
+        addrs = {"sgemm": ctypes.cast(lib.scipy_sgemm_, ctypes.c_void_p).value,
+                 "dgemm": ctypes.cast(lib.scipy_dgemm_, ctypes.c_void_p).value}
+        set_threads = lib.scipy_openblas_set_num_threads
+    except AttributeError:
+        return None
+    set_threads.argtypes = [ctypes.c_int]
+    set_threads.restype = None
+    return addrs, set_threads
 
 
 def _single_threaded() -> None:

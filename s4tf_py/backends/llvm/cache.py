@@ -1,10 +1,14 @@
 """The persistent compile cache: compiled object files on disk, keyed by everything they depend on.
 
-Key: the kernel module's LLVM IR (which is the structure of the fused graph), the LLVM version,
-the host CPU name and features, and the s4tf_py version. Entries live under ``S4TF_CACHE_DIR``
-(default: ``~/.cache/s4tf_py``) as ``<key>.o``, written to a temporary file and renamed, so a
-reader never sees half an object and several processes can share the directory; a corrupt
-entry is recompiled with a warning. A fresh process that has seen a graph compiles nothing.
+Key: the optimized s4tf IR of the executable (its structure, shapes and dtypes), the thread
+count it was planned for, a hash of the backend's own source files (so a changed code generator
+never loads an object an older one compiled), the LLVM version, the host CPU name and features,
+and the s4tf_py version. Keying on the s4tf IR rather than the LLVM IR lets a warm process skip
+code generation entirely: on a hit it loads the object and looks its kernels up by name.
+Entries live under ``S4TF_CACHE_DIR`` (default: ``~/.cache/s4tf_py``) as ``<key>.o``, written to
+a temporary file and renamed, so a reader never sees half an object and several processes can
+share the directory; a corrupt entry is recompiled with a warning. A fresh process that has
+seen a graph compiles nothing.
 """
 from __future__ import annotations
 
@@ -32,22 +36,41 @@ def cache_dir() -> str | None:
     return d or None
 
 
+_SOURCES = ("blas.py", "cache.py", "codegen.py", "executable.py", "jit.py", "lowering.py",
+            "mathlib.py")
+_source_digest: list = []
+
+
+def source_digest() -> str:
+    """A hash of the code generator's source files (computed once per process)."""
+    if not _source_digest:
+        h = hashlib.sha256()
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in _SOURCES:
+            with open(os.path.join(here, name), "rb") as f:
+                h.update(f.read())
+        _source_digest.append(h.hexdigest())
+    return _source_digest[0]
+
+
 def cache_key(text: str) -> str:
+    """The disk key of an executable described by ``text`` (its s4tf IR and plan inputs)."""
     from ... import __version__
     h = hashlib.sha256()
     for part in (text, ".".join(map(str, llvm.llvm_version_info)), jit.host_description(),
-                 __version__):
+                 __version__, source_digest()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
 
 
-def compile_cached(text: str, digest: str) -> None:
-    """Make the module's functions callable: from memory, from disk, or by compiling it."""
+def compile_cached(key_text: str, digest: str, build) -> None:
+    """Make the functions of the module ``build()`` returns (LLVM IR text) callable: from
+    memory, from disk (without calling ``build``), or by compiling it."""
     with _lock:
         if digest in _loaded:
             return
-        key = cache_key(text)
+        key = cache_key(key_text)
         d = cache_dir()
         path = os.path.join(d, key + ".o") if d else None
         if path and os.path.exists(path):
@@ -65,7 +88,7 @@ def compile_cached(text: str, digest: str) -> None:
                 warnings.warn(f"s4tf_py: ignoring a corrupt compile-cache entry {path} ({e}); "
                               "recompiling", RuntimeWarning, stacklevel=3)
         stats["disk_misses"] += 1
-        mod = jit.compile_ir(text)
+        mod = jit.compile_ir(build())
         obj = jit.emit_object(mod)
         if path:
             _write_atomically(d, path, obj)

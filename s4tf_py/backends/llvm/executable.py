@@ -258,7 +258,7 @@ class LLVMExecutable:
                 continue                      # nothing anyone reads (e.g. inlined constants)
             specs.append(spec)
             self.program.append(["kernel", spec, in_vars, out_vars])
-        addresses = _compile(specs)
+        addresses = _compile(specs, fn, threads)
         self.prog, self.nvalues, self.outputs = _link(fn, self.program, addresses)
 
     def __call__(self, inputs: list):
@@ -467,20 +467,25 @@ def _closure_in_group(needed, g):
     return [e for e in g.eqns if id(e) in want]
 
 
-def _compile(specs) -> dict:
+def _compile(specs, fn: Function, threads: int) -> dict:
+    """Kernel name -> address. The module is built only when neither memory nor the disk cache
+    has it: the key is the optimized function (which determines the plan and every kernel)."""
     if not specs:
         return {}
-    module = ir.Module(name="s4tf")
-    for spec in specs:
-        if isinstance(spec, blas.DotSpec):
-            blas.build_dot_kernel(module, spec)
-        else:
-            codegen.build_kernel(module, spec)
-    text = str(module)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    text = text.replace('@"k_', f'@"k{digest}_')         # unique names in the shared engine
+    key_text = f"{fn}\nthreads={threads}"
+    digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+
+    def build() -> str:
+        module = ir.Module(name="s4tf")
+        for spec in specs:
+            if isinstance(spec, blas.DotSpec):
+                blas.build_dot_kernel(module, spec)
+            else:
+                codegen.build_kernel(module, spec)
+        # unique names in the shared engine
+        return str(module).replace('@"k_', f'@"k{digest}_')
     from .cache import compile_cached
-    compile_cached(text, digest)
+    compile_cached(key_text, digest, build)
     return {spec.name: jit.function_address(f"k{digest}_{spec.name[2:]}") for spec in specs}
 
 
