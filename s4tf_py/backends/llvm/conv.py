@@ -23,9 +23,15 @@ written directly as LLVM vector code:
   rows (``group * Cout`` contiguous values) are permuted once per step, and the lanes of a
   channel are summed at the end. One output channel is a vectorized dot product this way.
 
+With more than one block of channel vectors (over 64 float32 output channels), each block
+reads a slice of every filter row: a strided stream that thrashes the caches once rows are
+long. Such kernels first copy the filter into one contiguous panel per block (per call, in a
+buffer from the runtime's allocator).
+
 The kernel has the signature of every other kernel, ``void name(i8** bufs, i64 begin, i64
 end)``: ``bufs`` = (padded input, filter, output), all C-contiguous, and ``[begin, end)`` a
-range of :attr:`ConvSpec.iterations` (blocks of output rows of one image). Padding and lhs
+range of :attr:`ConvSpec.iterations` (blocks of output rows of one image, or column groups of
+such a block when there are few rows). Padding and lhs
 (input) dilation are NOT done by the kernel: :func:`pad_input` makes the buffer it reads.
 1-D and 2-D problems are run as 3-D ones with unit leading spatial dimensions.
 """
@@ -85,7 +91,10 @@ class ConvSpec:
     the schedule: ``scheme`` ("outer" or "pixels"), vector lanes ``vl``, channel vectors per
     tile ``nr``, tile rows ``th`` and columns ``tw``, column groups per row block
     ``col_groups``, and ``group``: with few output channels, that many consecutive reduction
-    steps share one vector (lane ``f * group + j`` holds channel ``f`` of step ``j``)."""
+    steps share one vector (lane ``f * group + j`` holds channel ``f`` of step ``j``).
+    ``pack``: with several channel blocks, each call first copies the filter into contiguous
+    zero-padded panels, one per block (see :func:`build_conv_kernel`)."""
+
     name: str
     dtype: np.dtype
     in_shape: tuple
@@ -100,6 +109,16 @@ class ConvSpec:
     tw: int
     col_groups: int
     group: int = 1          # "outer": reduction steps packed side by side in one vector
+    pack: bool = False      # "outer": copy the filter into per-channel-block panels first
+
+    @property
+    def panel_elems(self) -> int:
+        """Elements of the packed filter (0 without ``pack``)."""
+        if not self.pack:
+            return 0
+        f = self.filter_shape[-1]
+        red = int(np.prod(self.filter_shape[:-1], dtype=np.int64))
+        return red * -(-f // self.vl) * self.vl
 
     # canonical 3-D view: (D, H, W) spatial dims, leading ones of size 1 for 1-D/2-D
     @property
@@ -210,9 +229,10 @@ def spec_for(in_shape, filter_shape, out_shape, window_strides, rhs_dilation, dt
     k = pad + tuple(filter_shape[:nsp])
     n = in_shape[0]
     red = int(np.prod(k, dtype=np.int64)) * c        # reduction length per output value
-    filter_bytes = red * f * dtype.itemsize
     budget = nregs - 4                               # vector registers for accumulators
     threads = builtins.max(1, threads)
+    common = (name, dtype, tuple(in_shape), tuple(filter_shape), tuple(out_shape),
+              tuple(window_strides), tuple(rhs_dilation))
 
     if scheme is None:
         scheme = "pixels" if c == 1 and s[2] == 1 and f <= 8 and o[2] >= 4 else "outer"
@@ -221,13 +241,22 @@ def spec_for(in_shape, filter_shape, out_shape, window_strides, rhs_dilation, dt
         vl = builtins.min(width, 16)
         while vl > 4 and vl > o[2]:
             vl //= 2
-        if vl > o[2]:
-            raise ValueError("the pixels scheme needs at least 4 output columns")
-        th_max = builtins.max(1, (budget - f) // f)     # accumulators + broadcast taps
-        th = _pick_rows(n * o[0], o[1], th_max, threads,
-                        lambda t: red * (builtins.max(t * f / 2, (t + f) / 3) + 2) + 4 * t * f)
-        return ConvSpec(name, dtype, tuple(in_shape), tuple(filter_shape), tuple(out_shape),
-                        tuple(window_strides), tuple(rhs_dilation), "pixels", vl, f, th, vl, 1)
+        if vl > o[2] or c != 1 or s[2] != 1:
+            raise ValueError("the pixels scheme needs one input channel, unit column stride "
+                             "and at least 4 output columns")
+        nct = -(-o[2] // vl)
+
+        def tile(rows):
+            # FMAs (the taps are broadcast memory operands), loads, accumulator latency
+            return red * builtins.max(rows * f / 2, rows * (f + 1) / 3, 4) + 3 * rows * f + 30
+
+        best = None
+        for th in _sizes(o[1], builtins.max(1, (budget - f) // f)):
+            period = [nct * tile(h) + 40 for h in _split(o[1], th)]
+            key = (_makespan(period, n * o[0], threads), -th)
+            if best is None or key < best[0]:
+                best = (key, th)
+        return ConvSpec(*common, "pixels", vl, f, best[1], vl, 1)
 
     # outer: vectors over output channels; with few channels, over (channel, reduction step)
     run = k[2] * c if r[2] == 1 else c            # the contiguous reduction run
@@ -240,82 +269,154 @@ def spec_for(in_shape, filter_shape, out_shape, window_strides, rhs_dilation, dt
     vl = builtins.min(vl, width)
     nv = -(-f // vl)                              # channel vectors in all
     nr = builtins.min(nv, 4)                      # channel vectors per tile
-    mr_max = builtins.max(1, (budget if nr == 1 else budget + 2 - nr) // nr)
-    steps = (red // run) * (run // group + run % group)
-    # streaming the filter once per tile: from L2 when it fits, else from further away
-    bw = 48.0 if filter_bytes <= (1 << 20) else 16.0
     blocks = -(-nv // nr)
+    mr_max = builtins.max(1, (budget if nr == 1 else budget + 2 - nr) // nr)
+    steps = (red // run) * (run // group + (1 if run % group else 0))
+    # several channel blocks: each reads a slice of every filter row, a strided stream that
+    # thrashes the caches once rows are long (512 channels: 5x slower); the kernel packs them
+    pack = blocks > 1
+    # a channel block's filter columns stream through once per tile: from L2 when they fit,
+    # else from further away
+    bw = 48.0 if red * nr * vl * dtype.itemsize <= (1 << 20) else 16.0
+    stream = nr * vl * dtype.itemsize / bw
+    shuffle = 1 if group > 1 else 0
 
-    def tile_cost(mr):
-        fma = mr * nr
-        compute = builtins.max(fma / 2, (mr + nr) / 3, 4 * nr)   # FMA ports, loads, latency
-        stream = nr * vl * dtype.itemsize / bw
-        return steps * blocks * builtins.max(compute, stream) + 8 * mr * nr * group
+    def tile(mr):
+        compute = builtins.max((mr * nr + shuffle) / 2, (mr + nr) / 3, 4, stream)
+        return steps * blocks * compute + blocks * mr * nr * (2 + 2 * group) + 30
 
     best = None
-    for tw in range(1, builtins.min(o[2], mr_max) + 1):
+    for tw in _sizes(o[2], mr_max):
         nct = -(-o[2] // tw)
-        tw = -(-o[2] // nct)
-        for th in range(1, builtins.min(o[1], mr_max // tw) + 1):
-            nrt = -(-o[1] // th)
-            th = -(-o[1] // nrt)
-            for groups in sorted({1, builtins.min(nct, threads),
-                                  builtins.min(nct, 2 * threads), nct}):
-                per = -(-nct // groups)
-                iters = n * o[0] * nrt * groups
-                rounds = -(-iters // threads)
-                cost = rounds * per * tile_cost(th * tw) + 200 * rounds
-                key = (cost, -th * tw, groups)
+        for th in _sizes(o[1], builtins.max(1, mr_max // tw)):
+            rows = _split(o[1], th)
+            # column groups (no empty ones): more iterations when rows are few
+            for groups in sorted({-(-nct // -(-nct // builtins.min(nct, g)))
+                                  for g in (1, threads, 2 * threads, 8 * threads)}):
+                by_rows = {h: _group_sums(o[2], tw, groups, lambda w, h=h: tile(h * w))
+                           for h in set(rows)}
+                period = [c + 40 for h in rows for c in by_rows[h]]
+                key = (_makespan(period, n * o[0], threads), -th * tw, groups)
                 if best is None or key < best[0]:
                     best = (key, th, tw, groups)
     _, th, tw, groups = best
-    return ConvSpec(name, dtype, tuple(in_shape), tuple(filter_shape), tuple(out_shape),
-                    tuple(window_strides), tuple(rhs_dilation), "outer", vl, nr, th, tw, groups,
-                    group)
+    return ConvSpec(*common, "outer", vl, nr, th, tw, groups, group, pack)
 
 
-def _pick_rows(outer, rows, th_max, threads, cost_per_row_tile):
-    """Rows per tile: the fewest rounds of the thread pool times the cost of a tile."""
-    best = None
-    for th in range(1, builtins.min(rows, th_max) + 1):
-        nrt = -(-rows // th)
-        th = -(-rows // nrt)
-        rounds = -(-(outer * nrt) // threads)
-        key = (rounds * cost_per_row_tile(th), -th)
-        if best is None or key < best[0]:
-            best = (key, th)
-    return best[1]
+def _sizes(extent, most):
+    """Tile sizes worth trying for ``extent`` positions, at most ``most``: the sizes
+    ``ceil(extent / tiles)`` (a tile count cuts ``extent`` into tiles of them and one less)."""
+    return sorted({-(-extent // -(-extent // t)) for t in range(1, builtins.min(most, extent) + 1)})
+
+
+def _group_sums(extent, size, groups, cost):
+    """Per column group: the summed ``cost`` of its tiles (see :func:`_split`)."""
+    tiles = -(-extent // size)
+    big = extent - tiles * (size - 1)
+    per = -(-tiles // groups)
+    out = []
+    for g in range(groups):
+        lo, hi = g * per, builtins.min((g + 1) * per, tiles)
+        nbig = builtins.max(0, builtins.min(hi, big) - lo)
+        out.append(nbig * cost(size) + (hi - lo - nbig) * (cost(size - 1) if size > 1 else 0))
+    return out
+
+
+def _split(extent, size):
+    """Tile sizes when ``extent`` is cut into ``ceil(extent / size)`` tiles of ``size`` or
+    ``size - 1`` (the larger first), as the kernel does."""
+    tiles = -(-extent // size)
+    big = extent - tiles * (size - 1)
+    return [size] * big + [size - 1] * (tiles - big)
+
+
+def _makespan(period, repeats, threads):
+    """Cycles until the last thread is done: iterations cost ``period`` repeated ``repeats``
+    times, split into contiguous parts as the runtime's ``parallel_for`` does."""
+    iters = len(period) * repeats
+    parts = builtins.min(threads, iters)
+    prefix = np.concatenate([[0.0], np.cumsum(period)])
+    total = prefix[-1]
+
+    def upto(i):
+        q, rem = divmod(i, len(period))
+        return q * total + prefix[rem]
+    q, rem = divmod(iters, parts)
+    worst, b = 0.0, 0
+    for p in range(parts):
+        e = b + q + (1 if p < rem else 0)
+        worst = builtins.max(worst, upto(e) - upto(b))
+        b = e
+    return worst
 
 
 # ---- code generation ---------------------------------------------------------------------------
 
 def build_conv_kernel(module: ir.Module, spec: ConvSpec) -> str:
-    """Emit ``spec`` as ``void name(i8** bufs, i64 begin, i64 end)`` in ``module``."""
+    """Emit ``spec`` as ``void name(i8** bufs, i64 begin, i64 end)`` in ``module``.
+
+    With ``spec.pack`` the kernel allocates a buffer (the runtime's ``s4tf_aligned_alloc``)
+    per call, copies the filter into it as one ``(kernel..., Cin, block)`` panel per channel
+    block, zero-padded to whole vectors, runs on that, and frees it. Each thread of a
+    ``parallel_for`` packs for itself (a copy of the filter: small next to the convolution);
+    should the allocation fail, the kernel runs on the unpacked filter."""
     ft, _ = _TYPES[np.dtype(spec.dtype)]
     fp = ft.as_pointer()
-    # as in codegen.build_kernel: an always-inlined body with noalias pointer arguments
-    body = ir.Function(module, ir.FunctionType(ir.VoidType(), [fp, fp, fp, I64, I64]),
-                       spec.name + "_body")
-    body.linkage = "internal"
-    body.attributes.add("alwaysinline")
-    for a in body.args[:3]:
-        a.add_attribute("noalias")
+
+    def body_function(suffix, packed):
+        # as in codegen.build_kernel: an always-inlined body with noalias pointer arguments
+        body = ir.Function(module, ir.FunctionType(ir.VoidType(), [fp, fp, fp, I64, I64]),
+                           spec.name + suffix)
+        body.linkage = "internal"
+        body.attributes.add("alwaysinline")
+        for a in body.args[:3]:
+            a.add_attribute("noalias")
+        _Emitter(module, body, spec, ft, packed).emit()
+        return body
+
     fn = ir.Function(module, KERNEL_TYPE, spec.name)
     fn.args[0].add_attribute("noalias")
     wb = ir.IRBuilder(fn.append_basic_block("entry"))
-    raw = [wb.bitcast(wb.load(wb.gep(fn.args[0], [I64(k)], inbounds=True)), fp)
-           for k in range(3)]
-    wb.call(body, raw + [fn.args[1], fn.args[2]])
+    x, w, o = [wb.bitcast(wb.load(wb.gep(fn.args[0], [I64(k)], inbounds=True)), fp)
+               for k in range(3)]
+    begin, end = fn.args[1], fn.args[2]
+    plain = body_function("_body", False)
+    if not spec.pack:
+        wb.call(plain, [x, w, o, begin, end])
+        wb.ret_void()
+        return spec.name
+    alloc = module.globals.get("s4tf_aligned_alloc") or ir.Function(
+        module, ir.FunctionType(I8P, [I64]), "s4tf_aligned_alloc")
+    free = module.globals.get("s4tf_aligned_free") or ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [I8P]), "s4tf_aligned_free")
+    packer = ir.Function(module, ir.FunctionType(ir.VoidType(), [fp, fp]),
+                         spec.name + "_pack")
+    packer.linkage = "internal"
+    packer.attributes.add("alwaysinline")
+    for a in packer.args:
+        a.add_attribute("noalias")
+    _Emitter(module, packer, spec, ft, True).emit_pack()
+    packed = body_function("_body_packed", True)
+    raw = wb.call(alloc, [I64(spec.panel_elems * np.dtype(spec.dtype).itemsize)])
+    with wb.if_else(wb.icmp_unsigned("==", raw, ir.Constant(I8P, None))) as (failed, ok):
+        with failed:
+            wb.call(plain, [x, w, o, begin, end])
+        with ok:
+            panels = wb.bitcast(raw, fp)
+            wb.call(packer, [w, panels])
+            wb.call(packed, [x, panels, o, begin, end])
+            wb.call(free, [raw])
     wb.ret_void()
-    _Emitter(module, body, spec, ft).emit()
     return spec.name
 
 
 class _Emitter:
-    def __init__(self, module, fn, spec, ft):
+    def __init__(self, module, fn, spec, ft, packed=False):
         self.module, self.fn, self.spec, self.ft = module, fn, spec, ft
+        self.packed = packed            # the filter argument holds the packed panels
         self.b = ir.IRBuilder(fn.append_basic_block("entry"))
-        self.x, self.w, self.o, self.begin, self.end = fn.args
+        if len(fn.args) == 5:
+            self.x, self.w, self.o, self.begin, self.end = fn.args
         d = spec.dims
         self.d = d
         self.N, self.C, self.F = d["n"], d["c"], d["f"]
@@ -325,7 +426,7 @@ class _Emitter:
         # element strides of the buffers
         self.xs = (P[0] * P[1] * P[2] * C, P[1] * P[2] * C, P[2] * C, C)      # n, d, h, w
         self.os = (O[0] * O[1] * O[2] * F, O[1] * O[2] * F, O[2] * F, F)
-        self.ws = (K[1] * K[2] * C * F, K[2] * C * F, C * F, F)               # kd, kh, kw, ci
+        self.red = K[0] * K[1] * K[2] * C                                      # filter rows
         self.esize = np.dtype(spec.dtype).itemsize
         self.vl = spec.vl
         self.vt = ir.VectorType(ft, spec.vl)
@@ -404,8 +505,11 @@ class _Emitter:
         _, tag = _TYPES[np.dtype(self.spec.dtype)]
         vp = self.vt.as_pointer()
         mt = ir.VectorType(I1, self.vl)
-        # the form with an explicit alignment argument (newer LLVMs upgrade it on parsing)
-        name = f"llvm.masked.{kind}.v{self.vl}{tag}.p0"
+        # the form with an explicit alignment argument (newer LLVMs upgrade it on parsing);
+        # the pointer is mangled ``p0`` once pointers are opaque (LLVM 17), else typed
+        import llvmlite.binding as llvm
+        ptr = "p0" if llvm.llvm_version_info[0] >= 17 else f"p0v{self.vl}{tag}"
+        name = f"llvm.masked.{kind}.v{self.vl}{tag}.{ptr}"
         if name in self.module.globals:
             return self.module.globals[name]
         if kind == "load":
@@ -431,13 +535,16 @@ class _Emitter:
     def fma(self, acc, a, c):
         return self.b.fadd(acc, self.b.fmul(a, c, flags=_FAST), flags=_FAST)
 
-    def reduce_loops(self, xt, wt, body, group=1):
+    def reduce_loops(self, xt, wt, body, group=1, wrow=None):
         """Loops over the reduction (kd, kh, kw, ci) calling ``body(xk, wk, g)`` with pointers
-        to the input and filter elements of ``g`` consecutive steps (``g`` is ``group``, or 1
-        for the rest of a run), ``xt``/``wt`` at the origin. ``kw`` and ``ci`` are one loop
-        over the contiguous run ``kw*Cin`` without rhs dilation."""
-        K, R, C, F = self.K, self.R, self.C, self.F
-        xs, ws = self.xs, self.ws
+        to the input and filter elements of ``g`` consecutive steps (``g`` is ``group``, or
+        less for the rest of a run), ``xt``/``wt`` at the origin. ``kw`` and ``ci`` are one loop
+        over the contiguous run ``kw*Cin`` without rhs dilation. ``wrow``: elements between
+        filter rows (``Cout``, or a packed panel's width)."""
+        K, R, C = self.K, self.R, self.C
+        F = self.F if wrow is None else wrow
+        xs = self.xs
+        ws = (K[1] * K[2] * C * F, K[2] * C * F, C * F)
 
         def run(xr, wr, length):
             full, rest = divmod(length, group)
@@ -445,13 +552,8 @@ class _Emitter:
                 self.loop_const(full, lambda j: body(
                     self.gep(xr, self.scaled(j, group)), self.gep(wr, self.scaled(j, group * F)),
                     group))
-            x0, w0 = self.gep(xr, full * group), self.gep(wr, full * group * F)
-            if rest > 2:
-                self.loop(0, rest, lambda j: body(self.gep(x0, j),
-                                                  self.gep(w0, self.scaled(j, F)), 1))
-            else:
-                for j in range(rest):
-                    body(self.gep(x0, j), self.gep(w0, j * F), 1)
+            if rest:
+                body(self.gep(xr, full * group), self.gep(wr, full * group * F), rest)
 
         def at_kd(kd):
             xd = self.gep(xt, self.scaled(kd, R[0] * xs[1]))
@@ -471,6 +573,38 @@ class _Emitter:
             self.loop_const(K[1], at_kh)
         self.loop_const(K[0], at_kd)
 
+    # -- the packed filter --
+    def emit_pack(self):
+        """``panels[block][row][0:width]`` = ``w[row][block channels]`` (zeros past Cout)."""
+        b, vl, F, spec = self.b, self.vl, self.F, self.spec
+        w, panels = self.fn.args
+        nr, red = spec.nr, self.red
+        full = F // (nr * vl)
+        tail = F - full * nr * vl
+        nvec_t = -(-tail // vl)
+
+        def row(k):
+            src = self.gep(w, self.scaled(k, F))
+
+            def block(cb):
+                s0 = self.gep(src, self.scaled(cb, nr * vl))
+                d0 = self.gep(panels, self.add(self.scaled(cb, red * nr * vl),
+                                               self.scaled(k, nr * vl)))
+                for v in range(nr):
+                    self.store_vec(self.load_vec(self.gep(s0, v * vl)), self.gep(d0, v * vl))
+            if full:
+                self.loop_const(full, block)
+            if tail:
+                s0 = self.gep(src, full * nr * vl)
+                d0 = self.gep(panels, self.add(I64(full * red * nr * vl),
+                                               self.scaled(k, nvec_t * vl)))
+                for v in range(nvec_t):
+                    lanes = tail - v * vl if v == nvec_t - 1 else None
+                    self.store_vec(self.load_vec(self.gep(s0, v * vl), lanes),
+                                   self.gep(d0, v * vl))
+        self.loop(0, red, row)
+        b.ret_void()
+
     # -- the kernel --
     def emit(self):
         spec, b = self.spec, self.b
@@ -483,7 +617,7 @@ class _Emitter:
             self.accs = [b.alloca(self.vt) for _ in range(spec.th * self.F)]
         O, S = self.O, self.S
         nrt, groups = spec.row_tiles, spec.col_groups
-        th, last_th = spec.th, O[1] - (spec.row_tiles - 1) * spec.th
+        th = spec.th
 
         def iteration(i):
             cg = b.urem(i, I64(groups)) if groups > 1 else I64(0)
@@ -493,20 +627,33 @@ class _Emitter:
             od = b.urem(t, I64(O[0])) if O[0] > 1 else I64(0)
             n = b.udiv(t, I64(O[0])) if O[0] > 1 else t
             xs, os_ = self.xs, self.os
-            oh0 = self.scaled(rt, th)
+            oh0, big = self.tile_start(rt, th, O[1])
             xrow = self.gep(self.x, self.add(self.scaled(n, xs[0]),
                                              self.scaled(od, S[0] * xs[1]),
                                              self.scaled(oh0, S[1] * xs[2])))
             orow = self.gep(self.o, self.add(self.scaled(n, os_[0]), self.scaled(od, os_[1]),
                                              self.scaled(oh0, os_[2])))
-            if last_th != th:
-                self.if_else(b.icmp_unsigned("==", rt, I64(nrt - 1)),
-                             lambda: self.row_block(xrow, orow, cg, last_th),
-                             lambda: self.row_block(xrow, orow, cg, th))
+            if big is not None:
+                self.if_else(big, lambda: self.row_block(xrow, orow, cg, th),
+                             lambda: self.row_block(xrow, orow, cg, th - 1))
             else:
                 self.row_block(xrow, orow, cg, th)
         self.loop(self.begin, self.end, iteration)
         b.ret_void()
+
+    def tile_start(self, t, size, extent):
+        """(first position, i1 "this tile has ``size`` positions" or None when all do) of tile
+        ``t`` when ``extent`` is cut into tiles of ``size`` and ``size - 1`` (see _split)."""
+        b = self.b
+        tiles = -(-extent // size)
+        big = extent - tiles * (size - 1)
+        if big == tiles:
+            return self.scaled(t, size), None
+        is_big = b.icmp_signed("<", t, I64(big))
+        # t*size for the big tiles, then t*(size - 1) + big
+        start = b.select(is_big, self.scaled(t, size),
+                         self.add(self.scaled(t, size - 1), I64(big)))
+        return start, is_big
 
     def row_block(self, xrow, orow, cg, th):
         spec, b = self.spec, self.b
@@ -525,7 +672,6 @@ class _Emitter:
             self.loop_const(nct, col)
             return
         tw, nct, groups = spec.tw, spec.col_tiles, spec.col_groups
-        last_tw = O[2] - (nct - 1) * tw
         per = -(-nct // groups)
         if groups > 1:
             lo = b.mul(cg, I64(per), flags=["nsw"])
@@ -534,37 +680,39 @@ class _Emitter:
         else:
             lo, hi = I64(0), I64(nct)
 
-        def col(ct):
-            ow0 = self.scaled(ct, tw)
-            xt = self.gep(xrow, self.scaled(ow0, S[2] * C))
-            ot = self.gep(orow, self.scaled(ow0, F))
-            if last_tw != tw:
-                self.if_else(b.icmp_unsigned("==", ct, I64(nct - 1)),
-                             lambda: self.channel_blocks(xt, ot, th, last_tw),
-                             lambda: self.channel_blocks(xt, ot, th, tw))
+        def columns(wt, oc, nvec, lanes):
+            # every column tile of this row block (or column group) for one channel block:
+            # the block's filter columns stay in cache across the tiles
+            def col(ct):
+                ow0, big = self.tile_start(ct, tw, O[2])
+                xt = self.gep(xrow, self.scaled(ow0, S[2] * C))
+                ot = self.gep(orow, self.add(self.scaled(ow0, F), oc))
+                if big is not None:
+                    self.if_else(big, lambda: self.outer_tile(xt, wt, ot, th, tw, nvec, lanes),
+                                 lambda: self.outer_tile(xt, wt, ot, th, tw - 1, nvec, lanes))
+                else:
+                    self.outer_tile(xt, wt, ot, th, tw, nvec, lanes)
+            if groups == 1 and nct == 1:
+                col(I64(0))
             else:
-                self.channel_blocks(xt, ot, th, tw)
-        if groups == 1 and nct == 1:
-            col(I64(0))
-        else:
-            self.loop(lo, hi, col)
+                self.loop(lo, hi, col)
 
-    def channel_blocks(self, xt, ot, th, tw):
-        spec, vl, F = self.spec, self.vl, self.F
-        nr = spec.nr
-        full = F // (nr * vl)
+        vl, nr = self.vl, spec.nr
+        full = F // (nr * vl)                 # blocks of nr full channel vectors
         tail = F - full * nr * vl
+
+        panel = self.red * nr * vl            # a packed block's elements
 
         def block(cb):
             off = self.scaled(cb, nr * vl)
-            self.outer_tile(xt, self.gep(self.w, off), self.gep(ot, off), th, tw, nr, vl)
+            wt = self.gep(self.w, self.scaled(cb, panel) if self.packed else off)
+            columns(wt, off, nr, vl)
         if full:
             self.loop_const(full, block)
         if tail:
             nvec = -(-tail // vl)
-            off = full * nr * vl
-            self.outer_tile(xt, self.gep(self.w, off), self.gep(ot, off), th, tw, nvec,
-                            tail - (nvec - 1) * vl)
+            wt = self.gep(self.w, full * panel if self.packed else full * nr * vl)
+            columns(wt, I64(full * nr * vl), nvec, tail - (nvec - 1) * vl)
 
     def outer_tile(self, xt, wt, ot, th, tw, nvec, lanes):
         """th x tw pixels times nvec channel vectors (the last with ``lanes`` lanes)."""
@@ -581,7 +729,9 @@ class _Emitter:
 
         def step(xk, wk, g):
             if G == 1:
-                wv = [self.load_vec(self.gep(wk, v * vl), lanes if v == nvec - 1 else None)
+                # (packed panels are zero-padded to whole vectors: no masks)
+                wv = [self.load_vec(self.gep(wk, v * vl),
+                                    lanes if v == nvec - 1 and not self.packed else None)
                       for v in range(nvec)]
             else:
                 # g steps' channels, lane f*G + j <- w[j, f] (natural order: j*F + f)
@@ -604,11 +754,12 @@ class _Emitter:
                         # the g inputs repeated across the vector: x[j] in lane f*G + j
                         gt = ir.VectorType(self.ft, g)
                         xg = b.load(b.bitcast(p, gt.as_pointer()), align=self.esize)
-                        xv = b.shuffle_vector(xg, xg, i32v([lane % g for lane in range(vl)]))
+                        xv = b.shuffle_vector(xg, xg, i32v(
+                            [lane % G if lane % G < g else 0 for lane in range(vl)]))
                     for v in range(nvec):
                         a = accs[r][c][v]
                         b.store(self.fma(b.load(a), xv, wv[v]), a)
-        self.reduce_loops(xt, wt, step, G)
+        self.reduce_loops(xt, wt, step, G, nvec * vl if self.packed else None)
         for r in range(th):
             for c in range(tw):
                 p = self.gep(ot, r * os_[2] + c * os_[3])
