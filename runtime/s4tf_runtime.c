@@ -19,8 +19,34 @@
 #endif
 
 #define S4TF_MAX_THREADS 1024
-/* pause iterations a waiting thread spins before it sleeps on a condition variable */
+/* pause iterations the caller spins waiting for the workers before it sleeps */
 #define S4TF_SPIN 4000
+/* How long an idle worker spins (yielding the core to any other runnable thread) before it
+ * sleeps on a condition variable. A training step's parallel kernels come tens to hundreds of
+ * microseconds apart (BLAS calls, numpy host steps in between), and waking a sleeping thread
+ * costs ~50 us in a VM: a worker that slept after 60 us (the old fixed spin) made the next
+ * kernel pay that wake-up. OpenMP runtimes and OpenBLAS spin for milliseconds too.
+ * S4TF_SPIN_US overrides it (0: sleep at once). */
+#define S4TF_DEFAULT_SPIN_US 2000
+
+#include <time.h>
+
+static int64_t g_spin_ns = -1;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t spin_ns(void) {
+    if (g_spin_ns < 0) {
+        const char *env = getenv("S4TF_SPIN_US");
+        long us = env && *env ? atol(env) : S4TF_DEFAULT_SPIN_US;
+        g_spin_ns = us < 0 ? 0 : (int64_t)us * 1000;
+    }
+    return g_spin_ns;
+}
 
 int s4tf_runtime_abi_version(void) { return S4TF_RUNTIME_ABI_VERSION; }
 
@@ -125,9 +151,16 @@ static void *worker_main(void *arg) {
      * one published before this thread got to run */
     uint64_t seen = g_start_generation[index];
     for (;;) {
-        /* spin briefly (jobs often come back to back), then sleep */
-        for (int i = 0; i < S4TF_SPIN && atomic_load_explicit(&g_generation, memory_order_acquire) == seen; i++)
+        /* spin a while (jobs come back to back within a step), yielding the core to any
+         * other runnable thread, then sleep */
+        int64_t deadline = now_ns() + spin_ns();
+        for (int i = 0; atomic_load_explicit(&g_generation, memory_order_acquire) == seen; i++) {
             S4TF_PAUSE();
+            if ((i & 63) == 63) {
+                if (now_ns() >= deadline) break;
+                sched_yield();
+            }
+        }
         pthread_mutex_lock(&g_mu);
         while (!g_shutdown && atomic_load(&g_generation) == seen)
             pthread_cond_wait(&g_work_cv, &g_mu);

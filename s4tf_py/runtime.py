@@ -8,7 +8,9 @@ when the package is installed:
   the first range). Kernels that the LLVM backend JIT-compiles call it by address;
 * a **64-byte aligned allocator** (cache lines, AVX-512 vectors) with a live-bytes count;
 * the **thread count**: ``S4TF_NUM_THREADS`` at start-up, else the CPUs this process may use;
-  :func:`set_num_threads` changes it.
+  :func:`set_num_threads` changes it. An idle worker spins for ``S4TF_SPIN_US`` microseconds
+  (default 2000, yielding its core to any other runnable thread) before it sleeps: a step's
+  parallel kernels come microseconds apart and waking a sleeping thread costs ~50 us.
 
 :func:`symbols` gives the address of every runtime function, ready for
 ``llvmlite.binding.add_symbol`` (:func:`register_with_llvm` does that), and
