@@ -147,6 +147,8 @@ def _print_ir(fn, args) -> None:
             print(f"; kernel over {list(step.shape)}{red}: {names}")
         elif kind == "dot":
             print(f"; BLAS gemm: {step.prim.name} {step.inputs[0].aval} x {step.inputs[1].aval}")
+        elif kind == "conv":
+            print(f"; conv kernel: {step.inputs[0].aval} * {step.inputs[1].aval}")
         else:
             print(f"; host step: {step.prim.name}")
     print("\n; ---- kernels (LLVM IR, before optimization) ----")

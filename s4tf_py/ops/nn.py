@@ -478,6 +478,16 @@ def _avg_pool(op, nsp, x, pool_size, strides, padding, count_include_pad):
     if not dt.is_floating(x.dtype):
         x = x.astype(dt.default_float)
     window, st, pad = _pool_params(op, x, nsp, pool_size, strides, padding)
+    if _tiles(x.shape, window, st, pad):
+        # non-overlapping windows that tile the input: a reshape and a mean, whose gradient
+        # is a broadcast (fused by compiling backends) instead of a padded reduce_window
+        from .shape import reshape
+        tiled, axes = [x.shape[0]], []
+        for n, k in zip(x.shape[1:-1], window[1:-1]):
+            tiled += [n // k, k]
+            axes.append(len(tiled) - 1)
+        tiled.append(x.shape[-1])
+        return reshape(x, tuple(tiled)).mean(axis=tuple(axes))
     params = (("kind", "sum"), ("window", window), ("strides", st), ("padding", pad))
     total = bind_op(REDUCE_WINDOW, [x], params)
     if count_include_pad or builtins.all(p == (0, 0) for p in pad):
@@ -486,6 +496,12 @@ def _avg_pool(op, nsp, x, pool_size, strides, padding, count_include_pad):
     one = ones((1,) + x.shape[1:-1] + (1,), dtype=x.dtype, device=x.device)
     count = bind_op(REDUCE_WINDOW, [one], params)
     return total / count
+
+
+def _tiles(shape, window, strides, padding) -> bool:
+    """Whether the windows are disjoint and cover the input exactly (2x2 stride-2 pooling)."""
+    return (tuple(window) == tuple(strides) and builtins.all(p == (0, 0) for p in padding)
+            and builtins.all(n % k == 0 for n, k in zip(shape, window)))
 
 
 def max_pool1d(x, pool_size=2, strides=None, padding="valid") -> Tensor:

@@ -36,7 +36,7 @@ def cache_dir() -> str | None:
     return d or None
 
 
-_SOURCES = ("blas.py", "cache.py", "codegen.py", "executable.py", "jit.py", "lowering.py",
+_SOURCES = ("blas.py", "cache.py", "codegen.py", "conv.py", "executable.py", "jit.py", "lowering.py",
             "mathlib.py")
 _source_digest: list = []
 

@@ -748,14 +748,15 @@ class _Emitter:
             for r in range(th):
                 for c in range(tw):
                     p = self.gep(xk, pix[r][c])
-                    if g == 1:
+                    if G == 1:
                         xv = self.broadcast(self.load_scalar(p))
                     else:
-                        # the g inputs repeated across the vector: x[j] in lane f*G + j
+                        # the g inputs repeated across the vector: x[j] in lane f*G + j,
+                        # zero in the lanes of missing steps (0 * inf would be NaN)
                         gt = ir.VectorType(self.ft, g)
                         xg = b.load(b.bitcast(p, gt.as_pointer()), align=self.esize)
-                        xv = b.shuffle_vector(xg, xg, i32v(
-                            [lane % G if lane % G < g else 0 for lane in range(vl)]))
+                        xv = b.shuffle_vector(xg, ir.Constant(gt, None), i32v(
+                            [lane % G if lane % G < g else g for lane in range(vl)]))
                     for v in range(nvec):
                         a = accs[r][c][v]
                         b.store(self.fma(b.load(a), xv, wv[v]), a)

@@ -20,9 +20,12 @@ import sys
 import numpy as np
 from llvmlite import ir
 
-from ...ir.function import Function
+import functools
+
+from ...ir.function import Eqn, Function, Var
+from ...ir.registry import AVal
 from ...lazy.metrics import counters
-from . import blas, codegen, jit
+from . import blas, codegen, conv, jit
 
 _REDUCE_KIND = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
                 "reduce_prod": "prod", "reduce_and": "and", "reduce_or": "or"}
@@ -219,10 +222,24 @@ def _plan(eqns):
             flush()
         if name == "dot_general" and blas.supported(e):
             steps.append(("dot", e))
+        elif name == "conv_general" and conv.supported(e):
+            steps.append(("conv", e))
         else:
             steps.append(("host", e))
     flush()
     return steps
+
+
+class _HostOp:
+    """A host step of the backend's own making (not a registry primitive): padding a
+    convolution's input for its kernel."""
+
+    multiple_results = False
+    nullary = False
+    inplace_operand = None
+
+    def __init__(self, name: str, impl):
+        self.name, self.impl = name, impl
 
 
 class LLVMExecutable:
@@ -250,6 +267,19 @@ class LLVMExecutable:
                 spec = blas.make_spec(s, f"k_{len(specs)}", threads)
                 specs.append(spec)
                 self.program.append(["kernel", spec, list(s.inputs), list(s.outs)])
+                continue
+            if kind == "conv":
+                spec = conv.make_spec(s, f"k_{len(specs)}", threads)
+                x, w = s.inputs
+                padded = conv.padded_shape(x.aval.shape, s.params_dict())
+                if tuple(padded) != tuple(x.aval.shape):
+                    # the kernel reads a padded (and lhs-dilated) copy made on the host
+                    xp = Var(AVal(tuple(padded), x.aval.dtype, False))
+                    pad = _HostOp("conv_pad_input", functools.partial(conv.pad_input, eqn=s))
+                    self.program.append(["host", Eqn(pad, (x,), (), (xp,), s.loc)])
+                    x = xp
+                specs.append(spec)
+                self.program.append(["kernel", spec, [x, w], list(s.outs)])
                 continue
             spec, in_vars, out_vars = _spec(s, k, last_read, fn_outputs, len(specs), host_made)
             for e in spec.pre_host:
@@ -501,6 +531,8 @@ def _compile(specs, fn: Function, threads: int) -> dict:
         for spec in specs:
             if isinstance(spec, blas.DotSpec):
                 blas.build_dot_kernel(module, spec)
+            elif isinstance(spec, conv.ConvSpec):
+                conv.build_conv_kernel(module, spec)
             else:
                 codegen.build_kernel(module, spec)
         # unique names in the shared engine
@@ -520,7 +552,7 @@ def _prepare(step, addresses):
     ffi, lib = runtime.ffi, runtime.lib
     # the kernel's buffer table, filled with addresses on each call
     ptrs = ffi.new("void *[]", max(len(in_vars) + len(out_vars), 1))
-    if isinstance(spec, blas.DotSpec):
+    if isinstance(spec, (blas.DotSpec, conv.ConvSpec)):
         fnptr = ffi.cast("s4tf_range_fn", addresses[spec.name])
         return ("kernel", fnptr, ffi.cast("void *", ptrs), ptrs, in_vars, out_vars,
                 spec.iterations, spec.parallel, lib)
@@ -555,6 +587,9 @@ def kernel_module_text(fn: Function) -> str:
     for k, (kind, s) in enumerate(steps):
         if kind == "dot":
             blas.build_dot_kernel(module, blas.make_spec(s, f"k_{serial}", threads))
+            serial += 1
+        if kind == "conv":
+            conv.build_conv_kernel(module, conv.make_spec(s, f"k_{serial}", threads))
             serial += 1
         if kind != "group":
             continue
