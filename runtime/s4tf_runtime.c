@@ -217,6 +217,29 @@ static void stop_pool(void) {
 }
 
 /* Make sure `want` workers run (caller holds g_region). Returns how many do. */
+/* Worker i runs on the i-th CPU this process may use (the calling thread stays free to move
+ * to CPU 0): an unpinned worker woken after an idle gap was often placed on the caller's CPU,
+ * so both halves of a parallel loop ran on one core. S4TF_PIN_THREADS=0 turns this off. */
+static void pin_worker(pthread_attr_t *attr, int index) {
+    const char *env = getenv("S4TF_PIN_THREADS");
+    if (env && *env == '0') return;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+    int count = CPU_COUNT(&allowed);
+    if (count < 2) return;
+    int want = index % count, seen = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        if (seen++ == want) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpu, &one);
+            pthread_attr_setaffinity_np(attr, sizeof(one), &one);
+            return;
+        }
+    }
+}
+
 static int ensure_workers(int want) {
     pthread_once(&g_atfork_once, register_atfork);
     if (want > S4TF_MAX_THREADS - 1) want = S4TF_MAX_THREADS - 1;
@@ -225,6 +248,7 @@ static int ensure_workers(int want) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setstacksize(&attr, (size_t)8 << 20);
+        pin_worker(&attr, g_nworkers + 1);
         g_start_generation[g_nworkers + 1] = atomic_load(&g_generation);
         int rc = pthread_create(&g_threads[g_nworkers], &attr, worker_main,
                                 (void *)(intptr_t)(g_nworkers + 1));

@@ -52,12 +52,13 @@ class DotSpec:
     trans_b: bool          # B is stored (n, k)
     stride_a: int          # elements between batch elements
     stride_b: int
-    block: int             # rows of C per block (batch == 1); 0: iterate over the batch
+    block: int             # rows (or columns) of C per block (batch == 1); 0: over the batch
+    split_cols: bool = False   # blocks are column ranges of C (when C is wider than tall)
 
     @property
     def iterations(self) -> int:
         if self.block:
-            return -(-self.m // self.block)
+            return -(-(self.n if self.split_cols else self.m) // self.block)
         return self.batch
 
     @property
@@ -115,12 +116,16 @@ def _layout(sa, sb, p):
 def make_spec(eqn, name: str, threads: int) -> DotSpec:
     a, b = eqn.inputs
     batch, m, n, k, ta, tb = _layout(a.aval.shape, b.aval.shape, eqn.params_dict())
-    block = 0
+    block, cols = 0, False
     if batch == 1:
+        # split the longer side of C: each thread then packs only its share of the other
+        # operand (splitting the short side made every thread pack all of the long one)
+        cols = n > m
+        extent = n if cols else m
         # blocks small enough to give every thread work, big enough for BLAS to be efficient
-        block = max(MIN_BLOCK, -(-m // max(1, 2 * threads)))
+        block = max(MIN_BLOCK, -(-extent // max(1, 2 * threads)))
         block = -(-block // 8) * 8
-    return DotSpec(name, a.aval.dtype, batch, m, n, k, ta, tb, m * k, k * n, block)
+    return DotSpec(name, a.aval.dtype, batch, m, n, k, ta, tb, m * k, k * n, block, cols)
 
 
 def build_dot_kernel(module: ir.Module, spec: DotSpec) -> str:
@@ -153,6 +158,19 @@ def build_dot_kernel(module: ir.Module, spec: DotSpec) -> str:
     ld_b = slot(I32, I32(spec.k if spec.trans_b else spec.n))
     ld_a = slot(I32, I32(spec.m if spec.trans_a else spec.k))
     ld_c = slot(I32, I32(spec.n))
+    if spec.block and spec.split_cols:
+        # one call for this thread's whole range of column blocks: C^T rows c0..c1
+        c0 = b.mul(begin, I64(spec.block))
+        c1 = b.mul(end, I64(spec.block))
+        c1 = b.select(b.icmp_signed(">", c1, I64(spec.n)), I64(spec.n), c1)
+        cols = slot(I32, b.trunc(b.sub(c1, c0), I32))
+        b.store(I32(spec.m), rows)
+        b_ptr = b.gep(B, [b.mul(c0, I64(spec.k)) if spec.trans_b else c0])
+        c_ptr = b.gep(C, [c0])
+        b.call(gemm, [t_first, t_second, cols, rows, k_, alpha, b_ptr, ld_b, A, ld_a, beta,
+                      c_ptr, ld_c])
+        b.ret_void()
+        return spec.name
     if spec.block:
         # one call for this thread's whole range of row blocks
         r0 = b.mul(begin, I64(spec.block))

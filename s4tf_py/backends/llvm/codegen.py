@@ -30,9 +30,18 @@ KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [I8P.as_pointer(), I64, I64])
 
 @dataclass
 class Operand:
-    """A value a kernel reads from memory: its shape (broadcast into the loop) and dtype."""
+    """A value a kernel reads from memory: its shape (broadcast into the loop) and dtype.
+
+    ``strides``, when given, are explicit element strides per iteration dimension (a transposed
+    read of a buffer: the loop runs over the permuted shape); otherwise the operand is a
+    row-major buffer of ``shape`` broadcast into the iteration shape."""
     shape: tuple
     dtype: np.dtype
+    strides: tuple | None = None
+
+
+class Strided(tuple):
+    """Explicit element strides of an operand over the iteration dimensions (for _collapse)."""
 
 
 @dataclass
@@ -68,35 +77,35 @@ def _strides(shape):
 
 
 def _collapse(shape, operand_shapes, keep_split=None):
-    """Merge adjacent loop dims that every operand treats alike; returns (dims, per-operand
-    strides over the merged dims). ``keep_split``: never merge across this boundary."""
+    """Merge adjacent loop dims wherever every operand can walk them as one; returns (dims,
+    per-operand strides over the merged dims, split). ``operand_shapes`` holds shapes (row-major
+    buffers broadcast into ``shape``) or :class:`Strided` explicit strides. ``keep_split``:
+    never merge across this boundary (kept | reduced axes)."""
     nd = len(shape)
-    masks = []
+    per = []
     for s in operand_shapes:
-        s = (1,) * (nd - len(s)) + tuple(s)
-        masks.append(tuple(a == b and b != 1 for a, b in zip(s, shape)))
-    dims = []      # (size, [mask per operand], original axes)
-    for d in range(nd):
-        if shape[d] == 1 and (keep_split is None or nd > 0):
+        if isinstance(s, Strided):
+            per.append(list(s))
             continue
-        m = [mk[d] for mk in masks]
-        if dims and dims[-1][1] == m and not (keep_split is not None and
-                                               dims[-1][2][-1] < keep_split <= d):
-            size, mm, axes = dims[-1]
-            dims[-1] = (size * shape[d], mm, axes + [d])
-        else:
-            dims.append((shape[d], m, [d]))
-    sizes = [d[0] for d in dims]
-    # strides of each operand over the merged dims (0 where broadcast)
-    strides = []
-    for k, s in enumerate(operand_shapes):
         s = (1,) * (nd - len(s)) + tuple(s)
         full = [d if (a == d and d != 1) else 1 for a, d in zip(s, shape)]
-        st = _strides(tuple(full))
-        strides.append([st[dm[2][-1]] if dm[1][k] else 0 for dm in dims])
+        rm = _strides(tuple(full))
+        per.append([rm[i] if (s[i] == shape[i] and shape[i] != 1) else 0 for i in range(nd)])
+    dims = []      # (size, original axes)
+    for d in range(nd):
+        if shape[d] == 1:
+            continue
+        if dims and not (keep_split is not None and dims[-1][1][-1] < keep_split <= d) and \
+                all(st[dims[-1][1][-1]] == st[d] * shape[d] for st in per):
+            size, axes = dims[-1]
+            dims[-1] = (size * shape[d], axes + [d])
+        else:
+            dims.append((shape[d], [d]))
+    sizes = [d[0] for d in dims]
+    strides = [[st[dm[1][-1]] for dm in dims] for st in per]
     split = None
     if keep_split is not None:
-        split = sum(1 for dm in dims if dm[2][-1] < keep_split)
+        split = sum(1 for dm in dims if dm[1][-1] < keep_split)
     return sizes, strides, split
 
 
@@ -145,7 +154,8 @@ def build_kernel(module: ir.Module, spec: KernelSpec) -> str:
     red = spec.reduce_ndim
     kept_shape = shape[:nd - red]
     out_shapes = [shape] * len(spec.outputs)
-    operand_shapes = [op.shape for op in spec.inputs] + out_shapes + \
+    operand_shapes = [Strided(op.strides) if op.strides is not None else op.shape
+                      for op in spec.inputs] + out_shapes + \
         [kept_shape + (1,) * red] * len(spec.reductions)
     sizes, strides, split = _collapse(shape, operand_shapes, keep_split=nd - red if red else None)
     if split is None:

@@ -183,7 +183,8 @@ def padded_shape(shape, params) -> tuple:
 
 def pad_input(x: np.ndarray, eqn) -> np.ndarray:
     """The input the kernel reads: ``x`` lhs-dilated and padded (negative padding crops), as a
-    C-contiguous array (``x`` itself when there is nothing to do)."""
+    C-contiguous array (``x`` itself when there is nothing to do). ``eqn``: the
+    ``conv_general`` equation, or its params dict."""
     p = eqn.params_dict() if not isinstance(eqn, dict) else eqn
     return _pad(x, p["lhs_dilation"], p["padding"])
 

@@ -559,7 +559,8 @@ def _prepare(step, addresses):
     red = spec.reduce_ndim
     shape = spec.shape
     sizes, _, split = codegen._collapse(
-        shape, [op.shape for op in spec.inputs] + [shape] * len(spec.outputs) +
+        shape, [codegen.Strided(op.strides) if op.strides is not None else op.shape
+                for op in spec.inputs] + [shape] * len(spec.outputs) +
         [shape[:len(shape) - red] + (1,) * red] * len(spec.reductions),
         keep_split=len(shape) - red if red else None)
     if split is None:
