@@ -28,8 +28,9 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 I8P = I8.as_pointer()
 
-#: below this many multiply-adds a product runs on the calling thread
-PARALLEL_FLOPS = 1 << 18
+#: below this many multiply-adds (~40 us of work) a product runs on the calling thread: a
+#: parallel call costs more than it saves (measured: 512x128x10 took 0.09 ms split, 0.03 not)
+PARALLEL_FLOPS = 1 << 22
 #: rows per block when a product is split across threads
 MIN_BLOCK = 16
 

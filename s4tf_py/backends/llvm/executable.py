@@ -74,8 +74,8 @@ class Group:
         if name == "constant":
             return _broadcastable(e.outs[0].aval.shape, self.shape)
         out_shape = e.outs[0].aval.shape
-        if name == "reshape":
-            # a reshape of a buffer in memory is a reinterpretation: an alias with a new shape
+        if name in ("reshape", "transpose"):
+            # a reshape or transpose of a buffer in memory is a read with other strides
             return e.inputs[0] not in self.produced and _broadcastable(out_shape, self.shape)
         if out_shape == self.shape:
             return all(v not in self.produced or v.aval.shape == self.shape or
@@ -107,8 +107,8 @@ def plan(fn: Function):
 
 
 def _fusible(e) -> bool:
-    return _elementwise(e) or e.prim.name in _REDUCE_KIND or e.prim.name in ("constant",
-                                                                              "reshape")
+    return _elementwise(e) or e.prim.name in _REDUCE_KIND or e.prim.name in (
+        "constant", "reshape", "transpose")
 
 
 def _sink_fusible(eqns):
@@ -136,6 +136,20 @@ def _sink_fusible(eqns):
         out.append(e)
     out.extend(pending.values())
     return out
+
+
+def _as_trailing_reduction(e):
+    """``reduce(x, axes)`` as ``reduce(transpose(x, kept + axes), trailing axes)``."""
+    from ...ops.shape import TRANSPOSE
+    x = e.inputs[0]
+    axes = tuple(sorted(dict(e.params)["axes"]))
+    kept = tuple(i for i in range(x.aval.ndim) if i not in axes)
+    perm = kept + axes
+    tv = Var(AVal(tuple(x.aval.shape[i] for i in perm), x.aval.dtype, x.aval.weak))
+    t = Eqn(TRANSPOSE, (x,), (("permutation", perm),), (tv,), e.loc)
+    n = x.aval.ndim
+    params = tuple((k, tuple(range(len(kept), n)) if k == "axes" else v) for k, v in e.params)
+    return t, Eqn(e.prim, (tv,), params, e.outs, e.loc)
 
 
 def _split_group(g: Group):
@@ -196,8 +210,27 @@ def _plan(eqns):
             if group is not None and group.accepts(e):
                 group.add(e)
             continue
-        if name == "reshape" and group is not None and group.accepts(e):
+        if name in ("reshape", "transpose") and group is not None and group.accepts(e):
             group.add(e)
+            continue
+        if name == "transpose":
+            # a strided copy kernel, which the elementwise ops reading it may join
+            if group is not None and e.inputs[0] in group.produced:
+                flush()
+            flush()
+            group = Group(e.outs[0].aval.shape)
+            group.add(e)
+            continue
+        if name in _REDUCE_KIND and not _trailing(e) and dict(e.params)["axes"]:
+            # reduce over any axes: read the input transposed (kept axes, then reduced ones)
+            # and reduce trailing axes
+            if group is not None and e.inputs[0] in group.produced:
+                flush()
+            flush()
+            t, r = _as_trailing_reduction(e)
+            group = Group(t.outs[0].aval.shape)
+            group.add(t)
+            group.add(r)
             continue
         if _elementwise(e) or name in _REDUCE_KIND:
             if group is not None and group.accepts(e):
@@ -457,6 +490,15 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
             in_vars.append(v)
             spec.inputs.append(codegen.Operand(tuple(out.aval.shape), out.aval.dtype))
             continue
+        if e.prim.name == "transpose":
+            # read the input's buffer with permuted strides
+            v, out = e.inputs[0], e.outs[0]
+            slot[out] = len(in_vars)
+            in_vars.append(v)
+            spec.inputs.append(codegen.Operand(
+                tuple(out.aval.shape), out.aval.dtype,
+                _transposed_strides(v.aval.shape, dict(e.params)["permutation"], g.shape)))
+            continue
         for v in e.inputs:
             if v not in g.produced and v not in slot:
                 slot[v] = len(in_vars)
@@ -474,7 +516,7 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
             values.append(prm["dtype"])
         elif p.name == "broadcast_to":
             slot[out] = slot[e.inputs[0]]            # broadcasting lives in the load strides
-        elif p.name == "reshape":
+        elif p.name in ("reshape", "transpose"):
             pass                                     # an aliased input (above)
         elif p.name in _REDUCE_KIND:
             reductions.append((out, _REDUCE_KIND[p.name], slot[e.inputs[0]]))
@@ -490,7 +532,8 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
         if e.prim.name in _REDUCE_KIND or out in inlined:
             continue
         if last_read.get(out, -1) > step_index or out in fn_outputs:
-            if out.aval.shape == g.shape and e.prim.name != "reshape":
+            if out.aval.shape == g.shape and (e.prim.name != "reshape" or
+                                               _only_eqn(g, e)):
                 spec.outputs.append(slot[out])
                 out_vars.append(out)
             else:
@@ -501,6 +544,24 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
         out_vars.append(out)
     spec.reduce_ndim = g.reduce_ndim if reductions else 0
     return spec, in_vars, out_vars
+
+
+def _only_eqn(g: Group, e) -> bool:
+    return all(q is e or q.prim.name == "constant" for q in g.eqns)
+
+
+def _transposed_strides(in_shape, perm, shape) -> tuple:
+    """Element strides, over the iteration ``shape``, of reading a row-major buffer of
+    ``in_shape`` transposed by ``perm`` (broadcast dims read with stride 0)."""
+    rm = codegen._strides(tuple(in_shape))
+    out_shape = [in_shape[p] for p in perm]
+    out_strides = [rm[p] for p in perm]
+    lead = len(shape) - len(out_shape)
+    st = []
+    for d, n in enumerate(shape):
+        j = d - lead
+        st.append(out_strides[j] if j >= 0 and out_shape[j] == n and n != 1 else 0)
+    return tuple(st)
 
 
 def _closure_in_group(needed, g):
