@@ -241,12 +241,8 @@ def _plan(eqns):
                     flush()
                 steps.append(("host", e))
                 continue
-            if name == "broadcast_to" and (group is None or e.outs[0].aval.shape != group.shape):
-                # alone, a broadcast is a copy: let numpy do it (or the next group absorb it)
-                if group is not None and any(v in group.produced for v in e.inputs):
-                    flush()
-                steps.append(("host", e))
-                continue
+            # (a broadcast that starts a group is a copy kernel the ops reading it may join;
+            # numpy's broadcast view would be copied anyway before a kernel could read it)
             flush()
             group = Group(e.inputs[0].aval.shape if name in _REDUCE_KIND else e.outs[0].aval.shape)
             group.add(e)
