@@ -28,23 +28,29 @@ class Device:
     backend, ``kind`` the PJRT platform for XLA (``"cpu"`` or ``"gpu"``).
     """
 
-    __slots__ = ("backend", "platform", "ordinal", "_key")
+    __slots__ = ("backend", "platform", "ordinal", "_key", "__weakref__")
 
-    def __init__(self, backend: str = "reference", kind: str | None = None, ordinal: int = 0):
+    #: one object per device: equality and hashing are identity (C speed: a compiled
+    #: function's cache key holds the device of every argument)
+    _interned: dict = {}
+
+    def __new__(cls, backend: str = "reference", kind: str | None = None, ordinal: int = 0):
         if backend not in KINDS:
             raise ValueError(f"unknown device {backend!r}; expected one of {', '.join(KINDS)}")
         if kind is not None and backend != "xla":
             raise ValueError(f"Device({backend!r}) takes no kind=; only 'xla' has platforms")
-        self.backend = backend
-        self.platform = kind or "cpu"
-        self.ordinal = int(ordinal)
-        self._key = (backend, self.platform, self.ordinal)
+        key = (backend, kind or "cpu", int(ordinal))
+        self = cls._interned.get(key)
+        if self is None:
+            self = object.__new__(cls)
+            self.backend, self.platform, self.ordinal = key
+            self._key = key
+            cls._interned[key] = self
+        return self
 
-    def __eq__(self, other):
-        return isinstance(other, Device) and self._key == other._key
-
-    def __hash__(self):
-        return hash(self._key)
+    def __reduce__(self):
+        return (Device, (self.backend, self.platform if self.backend == "xla" else None,
+                         self.ordinal))
 
     def __repr__(self):
         if self.backend == "xla":

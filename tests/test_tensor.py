@@ -401,3 +401,16 @@ def test_methods_mirror_functions():
     assert t.astype(s4.int8).dtype == np.int8
     np.testing.assert_array_equal(t.clip(1, 4).numpy(), np.clip(a, 1, 4))
     assert (t > 2).any().item() is True and (t > 2).all(axis=1).tolist() == [False, True]
+
+
+def test_devices_are_interned_and_survive_pickling():
+    import copy
+    import pickle
+    assert s4.Device("llvm") is s4.Device("llvm")
+    assert s4.Device("xla", kind="gpu", ordinal=1) is s4.Device("xla", kind="gpu", ordinal=1)
+    assert s4.Device("xla", kind="gpu") != s4.Device("xla") != s4.Device("llvm")
+    d = s4.Device("xla", kind="gpu", ordinal=1)
+    assert pickle.loads(pickle.dumps(d)) is d and copy.deepcopy(d) is d
+    assert {s4.Device("reference"): 1}[s4.Device("reference")] == 1
+    with pytest.raises(ValueError, match="unknown device"):
+        s4.Device("tpu")
