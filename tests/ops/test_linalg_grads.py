@@ -20,6 +20,15 @@ torch = pytest.importorskip("torch")
 TOL = dict(rtol=1e-8, atol=1e-10)
 
 
+@pytest.fixture(autouse=True)
+def _on_the_reference_backend():
+    """Derivative rules are checked against finite differences on the interpreter, where an
+    order-2 check's many small graphs cost nothing to compile; that the LLVM backend computes
+    the same gradients is tests/test_backend_parity.py's job (every row, forward and VJP)."""
+    with s4.default_device(s4.Device("reference")):
+        yield
+
+
 def _rng(seed=0):
     return np.random.default_rng(seed)
 
