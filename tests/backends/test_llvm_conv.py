@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 import pytest
 
-llvmlite = pytest.importorskip("llvmlite")
+import llvmlite  # noqa: E402,F401 - an install requirement
 
 from llvmlite import ir  # noqa: E402
 
@@ -19,7 +19,6 @@ from s4tf_py import runtime  # noqa: E402
 from s4tf_py.backends.llvm import conv, jit  # noqa: E402
 from s4tf_py.ops.nn import _conv_impl, _dilate_pad  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not runtime.available(), reason="needs the native runtime")
 
 _compiled: dict = {}
 

@@ -14,8 +14,8 @@ import re
 import numpy as np
 import pytest
 
-llvmlite = pytest.importorskip("llvmlite")
-sp = pytest.importorskip("scipy.special")
+import llvmlite  # noqa: E402,F401 - an install requirement
+import scipy.special as sp  # noqa: E402
 
 from s4tf_py.backends.llvm import mathlib as M  # noqa: E402
 

@@ -15,7 +15,7 @@ import s4tf_py as s4
 
 L = s4.linalg
 T = s4.Tensor
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402 - a test extra (setup.py), never skipped
 
 TOL = dict(rtol=1e-8, atol=1e-10)
 

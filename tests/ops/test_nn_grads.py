@@ -10,7 +10,7 @@ import s4tf_py as s4
 
 F = s4.nn.functional
 T = s4.Tensor
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402 - a test extra (setup.py), never skipped
 TF = torch.nn.functional
 
 TOL = dict(rtol=1e-9, atol=1e-10)

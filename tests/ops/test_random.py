@@ -211,7 +211,7 @@ def test_bad_key_raises_naming_the_op_and_line():
 # ---- JAX parity (the same bits as jax.random for the same seed) --------------------------------
 
 def test_matches_jax_random():
-    jax = pytest.importorskip("jax")
+    import jax
     jr = jax.random
     for seed in (42,):
         k, jk = R.key(seed), jr.PRNGKey(seed)
