@@ -137,6 +137,8 @@ static __thread int t_in_region = 0;
 
 int s4tf_thread_index(void) { return t_index; }
 
+int s4tf_blas_threads_local_noop(int n) { return n; }
+
 static void part_range(int64_t n, int parts, int p, int64_t *begin, int64_t *end) {
     int64_t q = n / parts, r = n % parts;
     *begin = (int64_t)p * q + (p < r ? p : r);

@@ -48,6 +48,11 @@ void s4tf_parallel_for(int64_t n, s4tf_range_fn fn, void *ctx);
  * stay on fewer threads. */
 void s4tf_parallel_for_grain(int64_t n, int64_t grain, s4tf_range_fn fn, void *ctx);
 
+/* BLAS thread counts: JIT gemm kernels call a "set this thread's BLAS threads to 1" function
+ * before each gemm (MKL's MKL_Set_Num_Threads_Local, which leaves the process-wide setting
+ * alone); this stands in for libraries without one. Returns n. */
+int s4tf_blas_threads_local_noop(int n);
+
 /* Diagnostics: out[i] = i and thread_of[i] = the s4tf_thread_index() that wrote it, in
  * parallel with s4tf_parallel_for (either pointer may be NULL). */
 void s4tf_parallel_iota(int64_t n, int64_t *out, int32_t *thread_of);

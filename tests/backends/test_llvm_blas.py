@@ -1,6 +1,7 @@
 """The LLVM backend's contractions (BLAS gemm kernels), buffer reuse and plan scheduling."""
 from __future__ import annotations
 
+import ast
 import gc
 import weakref
 
@@ -73,16 +74,29 @@ def test_integer_and_half_precision_products_stay_on_numpy():
         assert "dot" not in kinds and "host" in kinds
 
 
-def test_the_blas_the_kernels_call_runs_single_threaded_inside_our_pool():
-    import os
+_OPENBLAS_THREADS = """
+import os, scipy, threadpoolctl
+from s4tf_py.backends.llvm import blas
+assert blas._symbols_ok() and blas.library() == "scipy openblas"
+pkg = os.path.realpath(os.path.dirname(scipy.__file__))
+libs = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas" and
+        os.path.realpath(i["filepath"]).startswith((pkg + os.sep, pkg + ".libs"))]
+print(len(libs), [i["num_threads"] for i in libs])
+"""
 
-    import scipy
-    import threadpoolctl
-    assert blas._symbols_ok()
-    pkg = os.path.realpath(os.path.dirname(scipy.__file__))
-    scipy_libs = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas" and
-                  os.path.realpath(i["filepath"]).startswith((pkg + os.sep, pkg + ".libs"))]
-    assert scipy_libs and all(i["num_threads"] == 1 for i in scipy_libs)
+
+def test_scipy_s_openblas_runs_single_threaded_inside_our_pool(tmp_path):
+    """With OpenBLAS, the private copy scipy ships is set to one thread (our pool threads the
+    products); numpy's own copy keeps its threads for the user's numpy code."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, S4TF_BLAS="openblas", S4TF_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", _OPENBLAS_THREADS], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    count, threads = r.stdout.split(" ", 1)
+    assert int(count) >= 1 and set(ast.literal_eval(threads)) == {1}, r.stdout
 
 
 def test_transposes_feeding_or_leaving_a_product_are_folded_into_it():
@@ -161,3 +175,51 @@ def test_an_elementwise_op_on_inputs_only_joins_the_chain_it_feeds():
     x, w, m = s4.ones((4, 6)), s4.ones((6, 5)), s4.ones((4, 5))
     kinds, _ = _plan_kinds(f, x, w, m)
     assert kinds.count("group") == 1 and kinds.count("dot") == 1, kinds
+
+
+_BLAS_SCRIPT = """
+import numpy as np, s4tf_py as s4
+from s4tf_py.backends.llvm import blas
+a = np.arange(12, dtype=np.float32).reshape(3, 4)
+with s4.default_device(s4.Device("llvm")):
+    r = s4.compile(lambda x, y: x @ y)(s4.Tensor(a), s4.Tensor(a.T.copy())).numpy()
+assert np.allclose(r, a @ a.T)
+print(blas.library())
+"""
+
+
+@pytest.mark.parametrize("choice,library", [("auto", "mkl"), ("mkl", "mkl"),
+                                            ("openblas", "scipy openblas")])
+def test_s4tf_blas_chooses_the_library_the_gemm_kernels_call(choice, library, tmp_path):
+    """MKL is a test extra, so ``auto`` finds it; ``openblas`` forces scipy's OpenBLAS."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, S4TF_BLAS=choice, S4TF_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", _BLAS_SCRIPT], env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1:] == library.split()[-1:] and library in r.stdout
+
+
+def test_an_unknown_s4tf_blas_is_an_error_naming_the_choices(monkeypatch):
+    monkeypatch.setenv("S4TF_BLAS", "atlas")
+    monkeypatch.setattr(blas, "_registered", {})
+    with pytest.raises(ValueError, match="auto.*mkl.*openblas"):
+        blas._symbols_ok()
+
+
+def test_gemm_kernels_leave_mkl_thread_settings_of_the_calling_thread_alone():
+    """MKL's thread-local count is shared with every MKL user in the process (torch links
+    MKL): a kernel sets it to 1 around its call and restores it, so torch keeps its threads."""
+    import ctypes
+    assert blas.library() == "mkl"
+    import importlib.metadata as md
+    dist = md.distribution("mkl")
+    path = next(dist.locate_file(f) for f in dist.files if "libmkl_rt" in str(f))
+    mkl = ctypes.CDLL(str(path))
+    before = mkl.MKL_Get_Max_Threads()
+    a = _rand((300, 300))
+    with s4.default_device(LLVM):
+        s4.compile(lambda x: x @ x)(s4.Tensor(a)).numpy()
+    assert mkl.MKL_Get_Max_Threads() == before
