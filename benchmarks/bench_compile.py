@@ -86,6 +86,9 @@ def _s4_first_calls(s4, np, model: str) -> dict:
         out = step(*args)
         loss = float(np.asarray(out[-1].numpy()))
         first_s = time.perf_counter() - t1
+        # the step donates its parameters (and optimizer state): feed its results back
+        args = ((out[0], out[1], out[2]) + tuple(args[3:]) if model == "mlp"
+                else (out[0],) + tuple(args[1:]))
         t2 = time.perf_counter()
         out2 = step(*args)
         float(np.asarray(out2[-1].numpy()))

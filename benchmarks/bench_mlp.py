@@ -63,7 +63,7 @@ def make_s4_step(s4):
                   for p, mi, vi in zip(params, m, v)]
         return params, m, v, loss
 
-    return s4.compile(mlp_adam_step)
+    return s4.compile(mlp_adam_step, donate_argnums=(0, 1, 2))   # as jax.jit below
 
 
 def make_jax_step(jax):

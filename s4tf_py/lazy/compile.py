@@ -13,6 +13,7 @@ key, as JAX's ``static_argnums`` would be.
 from __future__ import annotations
 
 import functools
+import sys
 import time
 
 import numpy as np
@@ -68,15 +69,16 @@ def is_tracing() -> bool:
 
 class _Entry:
     __slots__ = ("executable", "out_tree", "out_static", "captured", "n_dynamic", "device",
-                 "function", "single_output")
+                 "function", "single_output", "donated")
 
 
 class CompiledFunction:
     """The callable :func:`compile` returns; ``.traces`` counts how often the body ran."""
 
-    def __init__(self, fn, device=None):
+    def __init__(self, fn, device=None, donate_argnums=()):
         self.fn = fn
         self.device = device
+        self.donate_argnums = _argnums(fn, donate_argnums)
         self._cache: dict = {}
         self._fast: dict = {}        # positional-Tensor signatures -> the same entries
         self.traces = 0
@@ -114,10 +116,16 @@ class CompiledFunction:
                 if n.value is None:
                     from .materialize import materialize
                     materialize([n])
+                elif type(n.value) is _Donated:
+                    check_not_donated(n)
                 inputs.append(n.value)
             elif k[0] == "f":
                 inputs.append(np.asarray(v, dtype=dt.default_float))
         inputs.extend(leaf.value for leaf in entry.captured)
+        if entry.donated:
+            _donate(entry, inputs, [getattr(v, "_node", None) for v, k in zip(flat, kinds)
+                                    if k[0] in "tf"],
+                    self.fn)
         outs = entry.executable(inputs)
         out_leaves = []
         it = iter(outs)
@@ -135,9 +143,13 @@ class CompiledFunction:
             if n.value is None:
                 from .materialize import materialize
                 materialize([n])
+            elif type(n.value) is _Donated:
+                check_not_donated(n)
             inputs.append(n.value)
         for leaf in entry.captured:
             inputs.append(leaf.value)
+        if entry.donated:
+            _donate(entry, inputs, [a._node for a in args], self.fn)
         outs = entry.executable(inputs)
         if entry.single_output is not None:
             shape, dtype, weak = entry.single_output
@@ -183,13 +195,15 @@ class CompiledFunction:
         # parameters first (in argument order), then captured tensors (closures, globals)
         ordered = params + captured
         slot = _renumber(ordered, ops)
-        key = ("compile", structural_key(ordered, ops, slot, out_nodes))
+        donated = self._donated_params(in_tree, kinds)
+        key = ("compile", donated, structural_key(ordered, ops, slot, out_nodes))
         backend = get_backend(device)
         entry = _Entry()
+        entry.donated = donated
         entry.executable = (get_executable(
             backend, key, lambda: function_from_graph(ordered, ops, slot, out_nodes,
                                                       name=getattr(self.fn, "__name__", "fn")),
-            what=f"function {getattr(self.fn, '__name__', 'fn')}"))
+            what=f"function {getattr(self.fn, '__name__', 'fn')}", donated=donated))
         entry.out_tree = out_tree
         entry.out_static = out_static
         entry.single_output = (out_static[0][1] if out_tree.kind is None and len(out_static) == 1
@@ -199,7 +213,58 @@ class CompiledFunction:
         return entry
 
 
+    def _donated_params(self, in_tree, kinds) -> tuple:
+        """Indices (among the function's tensor/float inputs) of the donated arguments' leaves."""
+        if not self.donate_argnums:
+            return ()
+        args_td = in_tree.children[0]
+        out, flat_index = [], 0
+        for i, td in enumerate(args_td.children):
+            n = td.num_leaves
+            if i in self.donate_argnums:
+                out.extend(range(flat_index, flat_index + n))
+            flat_index += n
+        param_of, p = {}, 0
+        for j, k in enumerate(kinds):
+            if k[0] in "tf":
+                param_of[j] = p
+                p += 1
+        return tuple(param_of[j] for j in out if j in param_of and kinds[j][0] == "t")
+
+
+def _argnums(fn, donate_argnums) -> frozenset:
+    if isinstance(donate_argnums, int):
+        donate_argnums = (donate_argnums,)
+    out = set()
+    for i in donate_argnums:
+        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            raise TypeError(f"s4.compile({getattr(fn, '__name__', 'fn')}): donate_argnums takes "
+                            f"non-negative positions of positional arguments, got {i!r}")
+        out.add(i)
+    return frozenset(out)
+
+
+def _donate(entry, inputs: list, nodes: list, fn) -> None:
+    """Hand the donated arguments' buffers to the executable (which may write its results
+    into them): their tensors become unreadable. A buffer that something else can still see
+    (another argument, a numpy view, a second tensor) is copied first, so no other value
+    changes."""
+    from .materialize import donate_leaf
+    for p in entry.donated:
+        node = nodes[p]
+        buf = inputs[p]
+        donate_leaf(node, getattr(fn, "__name__", "fn"))
+        # references: `inputs`, `buf`, getrefcount's argument
+        if (not isinstance(buf, np.ndarray) or buf.base is not None or
+                not buf.flags.writeable or sys.getrefcount(buf) > 3 or
+                any(q is not p and inputs[q] is buf for q in range(len(inputs)))):
+            inputs[p] = np.array(buf, copy=True)
+        del buf
+
+
 _DYNAMIC = object()
+
+from .materialize import _Donated, check_not_donated  # noqa: E402
 
 
 def _renumber(inputs, ops) -> dict:
@@ -210,8 +275,13 @@ def _renumber(inputs, ops) -> dict:
     return slot
 
 
-def compile(fn=None, *, device=None):  # noqa: A001 - the public name is fixed by the design
+def compile(fn=None, *, device=None, donate_argnums=()):  # noqa: A001 - the name is fixed
     """Compile a whole function; later calls with the same signature skip the Python body.
+
+    ``donate_argnums`` (as in ``jax.jit``): positions of arguments whose buffers the call may
+    reuse for its results — a training step's parameters and optimizer state are then updated
+    in place. A donated tensor cannot be read after the call (the error says so); use the
+    result instead. Arguments are leaves or trees (a list of parameters, a Layer).
 
     >>> import s4tf_py as s4
     >>> @s4.compile
@@ -224,8 +294,8 @@ def compile(fn=None, *, device=None):  # noqa: A001 - the public name is fixed b
     1
     """
     if fn is None:
-        return lambda f: CompiledFunction(f, device)
-    return CompiledFunction(fn, device)
+        return lambda f: CompiledFunction(f, device, donate_argnums)
+    return CompiledFunction(fn, device, donate_argnums)
 
 
 def trace(f, *args, optimize: bool = False, **kwargs):

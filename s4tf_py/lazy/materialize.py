@@ -69,8 +69,11 @@ def _fmt(a):
     return f"{SHORT_NAME[dtype]}[{','.join(map(str, shape))}]{'~' if weak else ''}"
 
 
-def get_executable(backend, key, build_function, what="graph"):
-    """The cached executable for ``key``, compiling ``build_function()`` on a miss."""
+def get_executable(backend, key, build_function, what="graph", donated=()):
+    """The cached executable for ``key``, compiling ``build_function()`` on a miss.
+
+    ``donated``: indices of parameters whose buffers the caller hands over (the backend may
+    write results into them); it must be part of ``key``."""
     cache = _EXECUTABLES.setdefault(backend.name, {})
     stats = per_backend[backend.name]
     exe = cache.get(key)
@@ -84,6 +87,7 @@ def get_executable(backend, key, build_function, what="graph"):
     fn = build_function()
     from ..ir.passes import optimize
     fn = optimize(fn)
+    fn.donated = frozenset(donated)        # passes keep the parameters, in order
     exe = backend.compile(fn)
     dt_ = time.perf_counter() - t0
     stats["compile_seconds"] += dt_
@@ -157,6 +161,8 @@ def _check_concrete(leaves) -> None:
     for leaf in leaves:
         if leaf.value is None:
             _raise_abstract(leaf)
+        if type(leaf.value) is _Donated:
+            check_not_donated(leaf)
 
 
 def _take_inputs(leaves, consumers) -> list:
@@ -179,10 +185,31 @@ def _take_inputs(leaves, consumers) -> list:
 
 
 class _Donated:
-    """Marks a leaf whose buffer was handed to a computation that nobody else could see."""
+    """Marks a leaf whose buffer was handed to a computation (``where`` says which)."""
+
+    def __init__(self, where: str = ""):
+        self.where = where
 
     def __repr__(self):
         return "<donated buffer>"
+
+
+def donate_leaf(node, fn_name: str) -> None:
+    """Mark ``node``'s buffer as handed to compiled function ``fn_name`` (donate_argnums)."""
+    from ..errors import format_location, user_location
+    node.value = _Donated(f"donated to the compiled function {fn_name} at "
+                          f"{format_location(user_location(3))}")
+
+
+def check_not_donated(node) -> None:
+    """A clear error when a tensor whose buffer was donated is used."""
+    v = node.value
+    if isinstance(v, _Donated) and v.where:
+        from ..errors import ExecutionError
+        raise ExecutionError(
+            f"this tensor {node.aval}'s buffer was {v.where} (donate_argnums): it cannot be "
+            "read or used after that call. Use the function's result instead, or leave the "
+            "argument out of donate_argnums.")
 
 
 _DONATED = _Donated()
@@ -200,6 +227,8 @@ def _raise_abstract(node):
 
 def to_host(node):
     """The numpy value of a materialized node."""
+    if type(node.value) is _Donated:
+        check_not_donated(node)
     return get_backend(node.device).to_host(node.value)
 
 

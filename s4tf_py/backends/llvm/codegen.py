@@ -66,6 +66,10 @@ class KernelSpec:
     outputs: list = field(default_factory=list)  # value indices stored at full shape
     reductions: list = field(default_factory=list)
     reduce_ndim: int = 0                      # trailing axes reduced
+    #: output position -> input index whose buffer it is written into (a donated input read
+    #: at the same index, for the last time): the store goes through the input's own pointer,
+    #: so no two ``noalias`` pointers ever address the same memory
+    inplace: dict = field(default_factory=dict)
 
 
 def _strides(shape):
@@ -126,26 +130,33 @@ def build_kernel(module: ir.Module, spec: KernelSpec) -> str:
     # function whose pointer arguments are ``noalias``: inlining turns that into alias scopes,
     # so the vectorizer needs no runtime overlap checks (LLVM gives up on those beyond a few
     # pointer pairs, which left kernels with many operands scalar).
-    body = ir.Function(module, ir.FunctionType(ir.VoidType(), ptr_types + [I64, I64]),
+    # the buffer table holds every operand except outputs written in place of an input
+    phys = [k for k in range(n_in + n_out) if k < n_in or (k - n_in) not in spec.inplace]
+    body = ir.Function(module, ir.FunctionType(ir.VoidType(),
+                                               [ptr_types[k] for k in phys] + [I64, I64]),
                        spec.name + "_body")
     body.linkage = "internal"
     body.attributes.add("alwaysinline")
-    for a in body.args[:n_in + n_out]:
+    for a in body.args[:len(phys)]:
         a.add_attribute("noalias")
     fn = ir.Function(module, KERNEL_TYPE, spec.name)
     fn.args[0].add_attribute("noalias")
     wb = ir.IRBuilder(fn.append_basic_block("entry"))
     bufs = fn.args[0]
-    raw = [wb.bitcast(wb.load(wb.gep(bufs, [I64(k)], inbounds=True)), t)
-           for k, t in enumerate(ptr_types)]
+    raw = [wb.bitcast(wb.load(wb.gep(bufs, [I64(i)], inbounds=True)), ptr_types[k])
+           for i, k in enumerate(phys)]
     wb.call(body, raw + [fn.args[1], fn.args[2]])
     wb.ret_void()
 
     fn = body
     entry = fn.append_basic_block("entry")
     b = ir.IRBuilder(entry)
-    ptrs = list(fn.args[:n_in + n_out])
-    begin, end = fn.args[n_in + n_out:]
+    ptrs = [None] * (n_in + n_out)
+    for a, k in zip(fn.args, phys):
+        ptrs[k] = a
+    for j, src in spec.inplace.items():
+        ptrs[n_in + j] = ptrs[src]
+    begin, end = fn.args[len(phys):]
     # accumulators first, at the top of the entry block (SROA turns them into registers)
     acc_slots = [b.alloca(_acc_type(r)) for r in spec.reductions]
 

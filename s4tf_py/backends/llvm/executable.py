@@ -317,6 +317,7 @@ class LLVMExecutable:
                 continue                      # nothing anyone reads (e.g. inlined constants)
             specs.append(spec)
             self.program.append(["kernel", spec, in_vars, out_vars])
+        _plan_inplace(fn, self.program)
         addresses = _compile(specs, fn, threads)
         self.prog, self.nvalues, self.outputs = _link(fn, self.program, addresses)
         from ... import runtime as _rt
@@ -329,6 +330,38 @@ class LLVMExecutable:
         Values are dropped after their last read, so a functional update (``update_slice``,
         ``scatter``...) whose operand nothing else holds any more runs in place."""
         return self._run(inputs)
+
+
+def _plan_inplace(fn: Function, program: list) -> None:
+    """Write kernel outputs into donated inputs (``s4.compile(donate_argnums=...)``): an
+    output goes into a donated parameter's buffer when the kernel reads that parameter for the
+    last time, at the output's own index (same shape and dtype, no broadcast, no other
+    strides), so each element is read before it is overwritten. A training step's parameters
+    and optimizer state are then updated in place."""
+    donated = {fn.params[i] for i in getattr(fn, "donated", ())}
+    if not donated:
+        return
+    last: dict = {}
+    for pos, st in enumerate(program):
+        for v in (st[1].inputs if st[0] == "host" else st[2]):
+            last[v] = pos
+    outputs = set(fn.outputs)
+    for pos, st in enumerate(program):
+        if st[0] != "kernel" or not isinstance(st[1], codegen.KernelSpec):
+            continue
+        _, spec, in_vars, out_vars = st
+        taken = set()
+        for j, ov in enumerate(out_vars[:len(spec.outputs)]):
+            for idx, iv in enumerate(in_vars):
+                op = spec.inputs[idx]
+                if (iv in donated and iv not in taken and iv not in outputs and
+                        last.get(iv) == pos and in_vars.count(iv) == 1 and
+                        op.strides is None and tuple(op.shape) == tuple(spec.shape) and
+                        tuple(iv.aval.shape) == tuple(ov.aval.shape) == tuple(spec.shape) and
+                        iv.aval.dtype == ov.aval.dtype):
+                    spec.inplace[j] = idx
+                    taken.add(iv)
+                    break
 
 
 def _run_host(step, args):
@@ -385,6 +418,9 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
             lines.append(f"    P{k}[{j}] = _fb(v{i})")
             j += 1
         for o, pool in zip(outs, pools):
+            if type(pool) is int:              # written in place of input slot `pool`
+                lines.append(f"    v{o} = v{pool}")
+                continue
             ns[f"Q{k}_{j}"] = pool
             lines.append(f"    v{o}, P{k}[{j}] = _buffer(Q{k}_{j})")
             j += 1
@@ -462,7 +498,10 @@ def _link(fn: Function, program: list, addresses: dict):
         outs = tuple(range(n, n + len(out_vars)))
         n += len(out_vars)
         index.update(zip(out_vars, outs))
-        pools = tuple(_Pool(v.aval.shape, v.aval.dtype, _ffi()) for v in out_vars)
+        inplace = getattr(step[1], "inplace", {})
+        # an output written into an input's buffer is that input's slot (an int), not a pool
+        pools = tuple(ins[inplace[j]] if j in inplace else
+                      _Pool(v.aval.shape, v.aval.dtype, _ffi()) for j, v in enumerate(out_vars))
         steps.append(("kernel", fnptr, ctx, ptrs, ins, outs, pools, dead, n_outer, parallel,
                       lib))
     return steps, n, tuple(index[v] for v in fn.outputs)
@@ -607,7 +646,7 @@ def _compile(specs, fn: Function, threads: int) -> dict:
     has it: the key is the optimized function (which determines the plan and every kernel)."""
     if not specs:
         return {}
-    key_text = f"{fn}\nthreads={threads}"
+    key_text = f"{fn}\nthreads={threads}\ndonated={sorted(getattr(fn, 'donated', ()))}"
     digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
 
     def build() -> str:
