@@ -130,7 +130,23 @@ static s4tf_range_fn g_fn;
 static void *g_ctx;
 static int64_t g_n;
 static int g_parts;
-static _Atomic int g_pending = 0;          /* workers still running their range */
+static _Atomic int g_pending = 0;          /* parts (besides the caller's) not finished */
+/* g_claim[p]: the newest job generation whose part p somebody has taken. A part is run by
+ * whoever claims it first, its worker or (once its own part is done) the caller: when a worker
+ * is slow to wake (another process has its core), the caller does that part itself instead of
+ * waiting a whole scheduler time slice. Claims only move forward, so a worker waking late for
+ * a finished job can never take a part of a newer one. */
+static _Atomic uint64_t g_claim[S4TF_MAX_THREADS];
+
+static int claim_part(int p, uint64_t generation) {
+    uint64_t old = atomic_load_explicit(&g_claim[p], memory_order_acquire);
+    while (old < generation) {
+        if (atomic_compare_exchange_weak_explicit(&g_claim[p], &old, generation,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return 1;
+    }
+    return 0;
+}
 
 static __thread int t_index = 0;
 static __thread int t_in_region = 0;
@@ -202,7 +218,7 @@ static void *worker_main(void *arg) {
         int parts = g_parts;
         int caller = g_caller_cpu;
         pthread_mutex_unlock(&g_mu);
-        if (index < parts) {
+        if (index < parts && claim_part(index, seen)) {
             avoid_caller_cpu(caller);
             int64_t b, e;
             part_range(n, parts, index, &b, &e);
@@ -292,6 +308,7 @@ void s4tf_parallel_for_grain(int64_t n, int64_t grain, s4tf_range_fn fn, void *c
     t_in_region = 1;
     int workers = ensure_workers(threads - 1);
     if (parts > workers + 1) parts = workers + 1;
+    uint64_t generation = 0;
     if (parts > 1) {
         pthread_mutex_lock(&g_mu);
         g_fn = fn;
@@ -300,7 +317,7 @@ void s4tf_parallel_for_grain(int64_t n, int64_t grain, s4tf_range_fn fn, void *c
         g_parts = parts;
         g_caller_cpu = sched_getcpu();
         atomic_store(&g_pending, parts - 1);
-        atomic_fetch_add_explicit(&g_generation, 1, memory_order_release);
+        generation = atomic_fetch_add_explicit(&g_generation, 1, memory_order_release) + 1;
         pthread_cond_broadcast(&g_work_cv);
         pthread_mutex_unlock(&g_mu);
     }
@@ -308,6 +325,14 @@ void s4tf_parallel_for_grain(int64_t n, int64_t grain, s4tf_range_fn fn, void *c
     part_range(n, parts, 0, &b, &e);
     fn(ctx, b, e);
     if (parts > 1) {
+        /* parts whose worker has not started yet: run them here */
+        for (int p = 1; p < parts; p++) {
+            if (claim_part(p, generation)) {
+                part_range(n, parts, p, &b, &e);
+                if (e > b) fn(ctx, b, e);
+                atomic_fetch_sub_explicit(&g_pending, 1, memory_order_acq_rel);
+            }
+        }
         for (int i = 0; i < S4TF_SPIN && atomic_load_explicit(&g_pending, memory_order_acquire) > 0; i++)
             S4TF_PAUSE();
         pthread_mutex_lock(&g_mu);

@@ -4,6 +4,7 @@ import os
 import struct
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ def test_parallel_for_runs_the_callback_over_the_whole_range_on_several_threads(
 
     @ffi.callback("void(void *, int64_t, int64_t)")
     def body(ctx, begin, end):
+        time.sleep(0.05)     # long parts: every worker wakes and claims its own in time
         with lock:
             calls.append((begin, end, threading.get_ident(), lib.s4tf_thread_index(),
                           int(ffi.cast("intptr_t", ctx))))
@@ -48,15 +50,52 @@ def test_parallel_for_runs_the_callback_over_the_whole_range_on_several_threads(
         assert max(sizes) - min(sizes) <= 1                       # balanced contiguous ranges
 
 
+def _parts(n, parts):
+    q, r = divmod(n, parts)
+    bounds, b = [], 0
+    for p in range(parts):
+        e = b + q + (1 if p < r else 0)
+        bounds.append((b, e))
+        b = e
+    return bounds
+
+
+def _check_parts(who, parts):
+    """Each contiguous part was run whole by one thread: its worker, or the caller (0), who
+    takes over the parts whose worker has not started when its own part is done."""
+    for p, (b, e) in enumerate(_parts(len(who), parts)):
+        runners = set(np.unique(who[b:e]).tolist())
+        assert len(runners) == 1 and runners <= {p, 0}, (p, runners)
+
+
 def test_parallel_for_from_c_code_without_the_gil(threads4):
     n = 100_003
     out = np.full(n, -1, dtype=np.int64)
     who = np.full(n, -1, dtype=np.int32)
     lib.s4tf_parallel_iota(n, ffi.from_buffer("int64_t[]", out), ffi.from_buffer("int32_t[]", who))
     assert np.array_equal(out, np.arange(n))
-    assert set(np.unique(who)) == {0, 1, 2, 3}
-    # each thread got one contiguous block
-    assert np.all(np.diff(who) >= 0)
+    _check_parts(who, 4)
+
+
+def test_short_parts_are_each_run_whole_by_their_worker_or_the_caller(threads4):
+    """With parts shorter than a worker's wake-up, the caller takes over the parts whose
+    worker has not started (a busy core must not stall the loop): every part still runs
+    exactly once, whole, on one thread."""
+    calls = []
+    lock = threading.Lock()
+
+    @ffi.callback("void(void *, int64_t, int64_t)")
+    def body(ctx, begin, end):
+        with lock:
+            calls.append((begin, end, lib.s4tf_thread_index()))
+    for n in (4, 1001):
+        for _ in range(20):
+            calls.clear()
+            lib.s4tf_parallel_for(n, body, ffi.NULL)
+            assert sorted(i for b, e, _ in calls for i in range(b, e)) == list(range(n))
+            assert sorted((b, e) for b, e, _ in calls) == _parts(n, 4)
+            assert all(who in (0, p) for p, (_, _, who) in
+                       enumerate(sorted(calls)))
 
 
 def test_grain_limits_the_number_of_ranges(threads4):
@@ -244,7 +283,7 @@ def test_llvm_jit_code_calls_the_thread_pool(threads4):
     out = np.zeros(n, dtype=np.int64)
     kernel(out.ctypes.data, n)
     assert np.array_equal(out % 1_000_000, np.arange(n))
-    assert set(np.unique(out // 1_000_000)) == {0, 1, 2, 3}
+    _check_parts(out // 1_000_000, 4)
 
 
 def test_blas_symbols_point_at_scipy_blas():
