@@ -223,3 +223,22 @@ def test_gemm_kernels_leave_mkl_thread_settings_of_the_calling_thread_alone():
     with s4.default_device(LLVM):
         s4.compile(lambda x: x @ x)(s4.Tensor(a)).numpy()
     assert mkl.MKL_Get_Max_Threads() == before
+
+
+def test_a_sum_over_leading_axes_runs_as_a_product_with_ones():
+    """A bias gradient: BLAS reads the rows contiguously (the strided reduction walked each
+    column); a very long sum stays a float64-accumulating reduction kernel."""
+    x = _rand((128, 3, 7))
+    kinds, _ = _plan_kinds(lambda a: (a * 2.0).sum(axis=0), s4.Tensor(x))
+    assert "dot" in kinds
+    with s4.default_device(LLVM):
+        got = s4.compile(lambda a: (a * 2.0).sum(axis=(0, 1), keepdims=True))(s4.Tensor(x))
+        np.testing.assert_allclose(got.numpy(), (x.astype(np.float64) * 2).sum((0, 1),
+                                                                            keepdims=True),
+                                   rtol=1e-5)
+    long = np.random.default_rng(5).random((executable.GEMV_MAX_ROWS * 4, 2)).astype(np.float32)
+    kinds, _ = _plan_kinds(lambda a: a.sum(axis=0), s4.Tensor(long))
+    assert "dot" not in kinds
+    with s4.default_device(LLVM):
+        got = s4.compile(lambda a: a.sum(axis=0))(s4.Tensor(long)).numpy()
+    np.testing.assert_allclose(got, long.astype(np.float64).sum(0), rtol=1e-6)

@@ -138,6 +138,48 @@ def _sink_fusible(eqns):
     return out
 
 
+#: a sum over this many leading rows (and at most GEMV_MAX_ROWS: BLAS accumulates in the
+#: input's precision, our reduction kernels in float64) runs as ``ones @ x`` on BLAS
+GEMV_ROWS = 16
+GEMV_MAX_ROWS = 4096
+
+
+def _leading_sum_as_product(e):
+    """``sum(x, leading axes)`` as ``ones(R) @ x.reshape(R, C)``: a bias gradient. The
+    transposed-read reduction walks each column with a stride (~1 ns an element); BLAS reads
+    the rows contiguously, vectorized over the columns. Steps, or None when it does not apply."""
+    from ...ops._core import CONSTANT
+    from ...ops.contraction import DOT_GENERAL
+    from ...ops.shape import RESHAPE
+    x = e.inputs[0]
+    axes = tuple(sorted(dict(e.params)["axes"]))
+    nd = x.aval.ndim
+    if (e.prim.name != "reduce_sum" or axes != tuple(range(len(axes))) or len(axes) == nd or
+            x.aval.dtype not in (np.dtype(np.float32), np.dtype(np.float64))):
+        return None
+    rows = int(np.prod([x.aval.shape[i] for i in axes], dtype=np.int64))
+    cols = int(np.prod(x.aval.shape[len(axes):], dtype=np.int64))
+    if not GEMV_ROWS <= rows <= GEMV_MAX_ROWS:
+        return None
+    d = x.aval.dtype
+    ones = Var(AVal((rows,), d, False))
+    x2 = Var(AVal((rows, cols), d, x.aval.weak))
+    prod = Var(AVal((cols,), d, False))
+    dot = Eqn(DOT_GENERAL, (ones, x2), (("lhs_contract", (0,)), ("rhs_contract", (0,)),
+                                        ("lhs_batch", ()), ("rhs_batch", ())), (prod,), e.loc)
+    if not blas.supported(dot):
+        return None
+    out = e.outs[0]
+    steps = [("host", Eqn(CONSTANT, (), (("value", 1.0), ("dtype", d), ("shape", (rows,))),
+                          (ones,), e.loc)),
+             ("host", Eqn(RESHAPE, (x,), (("new_sizes", (rows, cols)),), (x2,), e.loc))]
+    if tuple(out.aval.shape) == (cols,) and not out.aval.weak:
+        return steps + [("dot", Eqn(DOT_GENERAL, dot.inputs, dot.params, (out,), e.loc))]
+    return steps + [("dot", dot),
+                    ("host", Eqn(RESHAPE, (prod,), (("new_sizes", tuple(out.aval.shape)),),
+                                 (out,), e.loc))]
+
+
 def _as_trailing_reduction(e):
     """``reduce(x, axes)`` as ``reduce(transpose(x, kept + axes), trailing axes)``."""
     from ...ops.shape import TRANSPOSE
@@ -227,6 +269,10 @@ def _plan(eqns):
             if group is not None and e.inputs[0] in group.produced:
                 flush()
             flush()
+            as_gemv = _leading_sum_as_product(e)
+            if as_gemv is not None:
+                steps.extend(as_gemv)
+                continue
             t, r = _as_trailing_reduction(e)
             group = Group(t.outs[0].aval.shape)
             group.add(t)
