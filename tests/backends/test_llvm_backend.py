@@ -140,3 +140,18 @@ def test_output_buffers_are_recycled_only_once_their_results_are_dropped():
         np.testing.assert_array_equal(view, [3.0, 5.0, 7.0, 9.0])
         assert r3._node.value.__array_interface__["data"][0] != view.__array_interface__["data"][0]
         np.testing.assert_array_equal(r3.numpy(), [1.0, 3.0, 5.0, 7.0])
+
+
+def test_division_by_a_loop_invariant_is_a_multiplication_within_two_ulp():
+    """``x / c`` with ``c`` the same for every element multiplies by ``1/c`` computed once;
+    the result stays within 2 ulp of the true quotient (numpy's division)."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(4099) * 10.0 ** rng.integers(-20, 20, 4099)).astype(np.float32)
+    with s4.default_device(LLVM):
+        f = s4.compile(lambda a, c: a / (1.0 - c))
+        for c in (0.1, 0.999, -3.0e-5):
+            got = f(s4.Tensor(x), c).numpy()
+            want = x / np.float32(1.0 - np.float32(c))
+            np.testing.assert_array_max_ulp(got, want, maxulp=2)
+        text = executable.kernel_module_text(optimize(s4.trace(f.fn, s4.Tensor(x), 0.5)))
+    assert text.count("fdiv") == 1          # one division: the reciprocal, outside the loop

@@ -232,6 +232,16 @@ def build_kernel(module: ir.Module, spec: KernelSpec) -> str:
             emit, args, in_dtypes, out_dtype, params = entry_
             invariant[v] = emit(b, [invariant[a] for a in args], in_dtypes, out_dtype, params)
 
+    # reciprocals of loop-invariant floating divisors, for the divisions below
+    reciprocal = {}
+    for entry_ in spec.ops:
+        if entry_[0] != "const" and entry_[0] is L.LOWERINGS["div"] and len(entry_[1]) == 2:
+            c = entry_[1][1]
+            if c in invariant and c not in reciprocal and dt.is_floating(entry_[3]) and \
+                    isinstance(invariant[c].type, (ir.FloatType, ir.DoubleType)):
+                one = ir.Constant(invariant[c].type, 1.0)
+                reciprocal[c] = b.fdiv(one, invariant[c])
+
     def compute(b, off):
         """Values of one element: loads, then the ops in order (invariants computed above)."""
         vals = []
@@ -247,6 +257,11 @@ def build_kernel(module: ir.Module, spec: KernelSpec) -> str:
                 vals.append(invariant[n_in + j])
                 continue
             emit, args, in_dtypes, out_dtype, params = entry_
+            if args[1:] and args[1] in reciprocal and emit is L.LOWERINGS["div"]:
+                # x / c with c loop-invariant: x * (1/c), 1/c computed once (<= 1.5 ulp from
+                # the quotient; a division per element cost more than Adam's whole update)
+                vals.append(b.fmul(vals[args[0]], reciprocal[args[1]]))
+                continue
             vals.append(emit(b, [vals[a] for a in args], in_dtypes, out_dtype, params))
         return vals
 
