@@ -39,9 +39,12 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     t0 = time.perf_counter()
+    payloads = {}
     for name in args.names or list(BENCHMARKS):
         mod = importlib.import_module(BENCHMARKS[name])
-        mod.run(quick=args.quick, out_dir=args.out)
+        payloads[name] = mod.run(quick=args.quick, out_dir=args.out)
+    import summary
+    summary.print_targets(summary.targets(payloads))
     print(f"\nbenchmarks done in {time.perf_counter() - t0:.1f} s")
     return 0
 
