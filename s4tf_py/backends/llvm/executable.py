@@ -692,7 +692,12 @@ def _compile(specs, fn: Function, threads: int) -> dict:
     has it: the key is the optimized function (which determines the plan and every kernel)."""
     if not specs:
         return {}
-    key_text = f"{fn}\nthreads={threads}\ndonated={sorted(getattr(fn, 'donated', ()))}"
+    # everything besides the function that decides the plan and the code (module settings
+    # can be changed at run time; the code generator's sources are in the disk key)
+    settings = (f"threads={threads} donated={sorted(getattr(fn, 'donated', ()))} "
+                f"par={PARALLEL_THRESHOLD} gemm_par={blas.PARALLEL_FLOPS} "
+                f"gemv={GEMV_ROWS}-{GEMV_MAX_ROWS}")
+    key_text = f"{fn}\n{settings}"
     digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
 
     def build() -> str:
