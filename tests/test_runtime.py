@@ -416,3 +416,29 @@ def test_hash_key_refuses_absurd_nesting():
         k = (k,)
     with pytest.raises(ValueError, match="nested"):
         _native.hash_key(k)
+
+
+_POOL_SCRIPT = """
+import numpy as np
+from s4tf_py import runtime
+runtime.set_num_threads(2)
+n = 10_007
+out = np.full(n, -1, dtype=np.int64)
+who = np.full(n, -1, dtype=np.int32)
+for _ in range(50):
+    runtime.lib.s4tf_parallel_iota(n, runtime.ffi.from_buffer("int64_t[]", out),
+                                   runtime.ffi.from_buffer("int32_t[]", who))
+    assert np.array_equal(out, np.arange(n))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("env", [{"S4TF_SPIN_US": "0"}, {"S4TF_SPIN_US": "50000"},
+                                 {"S4TF_PIN_THREADS": "0"}, {"S4TF_PIN_THREADS": "1"}])
+def test_the_pool_s_spin_and_cpu_placement_settings_keep_it_correct(env):
+    """Workers that sleep at once, spin long, stay where the scheduler put them or move off
+    the caller's CPU: the loop still covers every index exactly once."""
+    import subprocess
+    r = subprocess.run([sys.executable, "-c", _POOL_SCRIPT], env=dict(os.environ, **env),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
