@@ -65,6 +65,15 @@ def targets(payloads: dict) -> list[dict]:
             rows = p["tables"].get(key)
             if rows:
                 out.append(_line(what, _s4(rows), "jax.jit", _median(rows, "jax.jit"), 1.0))
+        for key, what in (("mlp_warm", "warm process ready, MLP"),
+                          ("lenet_warm", "warm process ready, LeNet")):
+            rows = p["tables"].get(key)
+            s4row = next((r for r in rows or [] if r["name"].startswith("s4tf_py")), None)
+            if s4row and s4row.get("samples") and "ready_s" in s4row["samples"][0]:
+                import statistics
+                ready = statistics.median(x["ready_s"] for x in s4row["samples"])
+                # an absolute target: 50 ms, written as the ratio 0.050 s / ready
+                out.append(_line(what, ready, "50 ms budget", 0.050, 1.0))
     return out
 
 

@@ -162,6 +162,17 @@ class CompiledFunction:
         return tree.unflatten(entry.out_tree, out_leaves)
 
     def _trace(self, flat, in_tree, kinds):
+        from .metrics import per_backend
+        compiled = sum(c.get("compile_seconds", 0.0) for c in per_backend.values())
+        t0 = time.perf_counter()
+        try:
+            return self._trace_body(flat, in_tree, kinds)
+        finally:
+            # the body's run (and the graph's collection), without the compile it led to
+            compiled = sum(c.get("compile_seconds", 0.0) for c in per_backend.values()) - compiled
+            counters["trace_seconds"] += time.perf_counter() - t0 - compiled
+
+    def _trace_body(self, flat, in_tree, kinds):
         self.traces += 1
         counters["function_traces"] += 1
         abstract = _abstract_inputs(flat, kinds)

@@ -41,6 +41,8 @@ def metrics() -> Metrics:
               "update_copies", "buffer_donations", "materializations"):
         m[k] = counters.get(k, 0)
     m["compile_seconds"] = sum(c.get("compile_seconds", 0.0) for c in per_backend.values())
+    #: time spent running compiled functions' Python bodies to trace them
+    m["trace_seconds"] = counters.get("trace_seconds", 0.0)
     m["backends"] = {b: {k: c.get(k, 0) for k in _KEYS} for b, c in per_backend.items()}
     return m
 
