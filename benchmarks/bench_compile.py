@@ -155,6 +155,10 @@ def _child(impl: str, model: str) -> int:
 
 def _spawn(impl: str, model: str, cache_dir: str) -> dict:
     env = dict(os.environ)
+    # Python's own bytecode cache on, as a user has it (some shells export
+    # PYTHONDONTWRITEBYTECODE, which made every fresh process compile s4tf_py's sources: an
+    # editable install has no .pyc from pip, jax's site-packages copy does)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["S4TF_CACHE_DIR"] = os.path.join(cache_dir, "s4tf")
     env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(cache_dir, "jax")
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
@@ -192,6 +196,13 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
     impls = {"s4": "s4tf_py llvm", "jax": "jax.jit"}
     modules = {"s4": "s4tf_py", "jax": "jax"}
     raw = {m: {i: {"cold": [], "warm": []} for i in impls} for m in MODELS}
+    # one untimed child per framework first, so that Python's bytecode caches exist
+    for impl in impls:
+        d = tempfile.mkdtemp(prefix=f"s4tf-bench-compile-pyc-{impl}-")
+        try:
+            _spawn(impl, MODELS[0], d)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
     for _ in range(n_runs):
         for model in MODELS:
             for impl in impls:
