@@ -372,7 +372,8 @@ def test_metrics_have_the_documented_keys():
     _t([1.0]).__add__(0.5).numpy()
     m = s4.metrics()
     for k in ("traces", "cache_hits", "cache_misses", "function_traces", "inplace_updates",
-              "update_copies", "buffer_donations", "materializations", "compile_seconds"):
+              "update_copies", "buffer_donations", "materializations", "compile_seconds",
+              "trace_seconds"):
         assert k in m, k
     b = m["backends"][s4.get_default_device().backend]
     for k in ("traces", "cache_hits", "cache_misses", "compile_seconds", "execute_seconds"):
@@ -390,3 +391,19 @@ def test_function_traces_counter_counts_compile_traces():
     f(_t([1.0]))
     f(_t([2.0]))
     assert _delta(before, "function_traces") == (1,)
+
+
+def test_trace_seconds_counts_the_body_not_the_compile():
+    import time as _time
+    s4.reset_metrics()
+
+    @s4.compile
+    def slow(x):
+        _time.sleep(0.05)               # the Python body: runs once, while tracing
+        return x * 2.0 + 1.0
+    slow(_t([1.0, 2.0]))
+    m = s4.metrics()
+    assert 0.05 <= m["trace_seconds"] < 0.05 + 2.0
+    before = m["trace_seconds"]
+    slow(_t([3.0, 4.0]))                # cached: no trace
+    assert s4.metrics()["trace_seconds"] == before
