@@ -155,3 +155,23 @@ def test_division_by_a_loop_invariant_is_a_multiplication_within_two_ulp():
             np.testing.assert_array_max_ulp(got, want, maxulp=2)
         text = executable.kernel_module_text(optimize(s4.trace(f.fn, s4.Tensor(x), 0.5)))
     assert text.count("fdiv") == 1          # one division: the reciprocal, outside the loop
+
+
+def test_pooling_windows_are_a_strided_view_reduced_in_one_kernel():
+    """reduce_window (max/avg pooling) reads its windows as a strided view of the input; padding
+    (filled with the reduction's identity) is a host step before it."""
+    F = s4.nn.functional
+    x = np.random.default_rng(4).standard_normal((2, 9, 7, 3)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    cases = [lambda a: F.max_pool2d(a, 2), lambda a: F.max_pool2d(a, 3, 2, padding="same"),
+             lambda a: F.avg_pool2d(a, 3, 1),
+             lambda a: F.reduce_window(a, "sum", (1, 2, 3, 1), (1, 1, 2, 1))]
+    for f in cases:
+        fn = optimize(s4.trace(f, s4.Tensor(x)))
+        kinds = [(k, getattr(s, "prim", None) and s.prim.name) for k, s in executable.plan(fn)]
+        assert ("host", "reduce_window") not in kinds and any(k == "group" for k, _ in kinds)
+        with s4.default_device(s4.Device("reference")):
+            want = f(s4.Tensor(x)).numpy()
+        with s4.default_device(LLVM):
+            got = s4.compile(f)(s4.Tensor(x)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)     # NaN where numpy's

@@ -180,6 +180,66 @@ def _leading_sum_as_product(e):
                                  (out,), e.loc))]
 
 
+class _WindowView:
+    """A plan-only op: the windows of a reduce_window as a strided view of its input,
+    shaped (output dims..., window dims > 1...) — a read with explicit strides."""
+
+    name = "window_view"
+    multiple_results = False
+    nullary = False
+    inplace_operand = None
+    llvm = None
+
+
+_WINDOW_VIEW = _WindowView()
+
+
+def _window_kernel_ok(e) -> bool:
+    p = dict(e.params)
+    x = e.inputs[0]
+    return (p["kind"] in ("max", "sum") and x.aval.size > 0 and e.outs[0].aval.size > 0 and
+            (np.dtype(x.aval.dtype).kind == "f" and x.aval.dtype.itemsize >= 4))
+
+
+def _as_window_reduction(e):
+    """(host steps, window view eqn, trailing reduction eqn) for a reduce_window."""
+    from ...ops.nn import _dilate_pad
+    from ...ops.reduction import REDUCE_MAX, REDUCE_SUM
+    p = dict(e.params)
+    x = e.inputs[0]
+    pre = []
+    padding = tuple(tuple(q) for q in p["padding"])
+    if any(lo or hi for lo, hi in padding):
+        # padding holds the reduction's identity; the kernel reads the padded copy
+        ident = -np.inf if p["kind"] == "max" else 0.0
+        shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.aval.shape, padding))
+        xp = Var(AVal(shape, x.aval.dtype, False))
+        nd = x.aval.ndim
+
+        def pad(a, _pad=padding, _ident=ident, _nd=nd):
+            return np.ascontiguousarray(_dilate_pad(a, range(_nd), (1,) * _nd, _pad, _ident))
+        pre.append(("host", Eqn(_HostOp("reduce_window_pad", pad), (x,), (), (xp,), e.loc)))
+        x = xp
+    out = e.outs[0]
+    window, strides = tuple(p["window"]), tuple(p["strides"])
+    wdims = [d for d, k in enumerate(window) if k > 1]
+    vshape = tuple(out.aval.shape) + tuple(window[d] for d in wdims)
+    view = Var(AVal(vshape, x.aval.dtype, x.aval.weak))
+    params = (("in_shape", tuple(x.aval.shape)), ("window", window), ("strides", strides))
+    v_eqn = Eqn(_WINDOW_VIEW, (x,), params, (view,), e.loc)
+    nd_out = out.aval.ndim
+    prim = REDUCE_MAX if p["kind"] == "max" else REDUCE_SUM
+    r_eqn = Eqn(prim, (view,), (("axes", tuple(range(nd_out, len(vshape)))),), (out,), e.loc)
+    return pre, v_eqn, r_eqn
+
+
+def _window_strides(in_shape, window, strides, shape) -> tuple:
+    rm = codegen._strides(tuple(in_shape))
+    st = [rm[d] * strides[d] for d in range(len(in_shape))]
+    st += [rm[d] for d, k in enumerate(window) if k > 1]
+    return tuple(0 if n == 1 else s_ for s_, n in zip(st, shape))
+
+
 def _as_trailing_reduction(e):
     """``reduce(x, axes)`` as ``reduce(transpose(x, kept + axes), trailing axes)``."""
     from ...ops.shape import TRANSPOSE
@@ -262,6 +322,17 @@ def _plan(eqns):
             flush()
             group = Group(e.outs[0].aval.shape)
             group.add(e)
+            continue
+        if name == "reduce_window" and _window_kernel_ok(e):
+            # pooling: the windows are a strided view of the (padded) input; reduce them
+            if group is not None and e.inputs[0] in group.produced:
+                flush()
+            flush()
+            pre, view, red = _as_window_reduction(e)
+            steps.extend(pre)
+            group = Group(view.outs[0].aval.shape)
+            group.add(view)
+            group.add(red)
             continue
         if name in _REDUCE_KIND and not _trailing(e) and dict(e.params)["axes"]:
             # reduce over any axes: read the input transposed (kept axes, then reduced ones)
@@ -598,6 +669,15 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
             in_vars.append(v)
             spec.inputs.append(codegen.Operand(tuple(out.aval.shape), out.aval.dtype))
             continue
+        if e.prim.name == "window_view":
+            v, out = e.inputs[0], e.outs[0]
+            prm = dict(e.params)
+            slot[out] = len(in_vars)
+            in_vars.append(v)
+            spec.inputs.append(codegen.Operand(
+                tuple(out.aval.shape), out.aval.dtype,
+                _window_strides(prm["in_shape"], prm["window"], prm["strides"], g.shape)))
+            continue
         if e.prim.name == "transpose":
             # read the input's buffer with permuted strides
             v, out = e.inputs[0], e.outs[0]
@@ -624,7 +704,7 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
             values.append(prm["dtype"])
         elif p.name == "broadcast_to":
             slot[out] = slot[e.inputs[0]]            # broadcasting lives in the load strides
-        elif p.name in ("reshape", "transpose"):
+        elif p.name in ("reshape", "transpose", "window_view"):
             pass                                     # an aliased input (above)
         elif p.name in _REDUCE_KIND:
             reductions.append((out, _REDUCE_KIND[p.name], slot[e.inputs[0]]))
