@@ -1,9 +1,11 @@
-"""The LLVM CPU backend: fused, vectorized, multithreaded kernels; numpy/BLAS for the rest.
+"""The LLVM CPU backend (the default device): fused, vectorized, multithreaded kernels.
 
-``s4.Device("llvm")``. See :mod:`.executable` for how a function is planned into fused LLVM
-kernels and host steps, :mod:`.codegen` for the loop nests, :mod:`.lowering` for the
-primitives' scalar lowerings, :mod:`.mathlib` for the vectorizable transcendental functions and
-:mod:`.cache` for the persistent compile cache.
+``s4.Device("llvm")``. :mod:`.plan` decides which equations become fused loop-nest kernels,
+gemm kernels or convolution kernels and which stay host steps; :mod:`.executable` builds and
+runs them; :mod:`.codegen` emits the loop nests, :mod:`.lowering` the primitives' scalar
+lowerings, :mod:`.mathlib` the vectorizable transcendental functions, :mod:`.blas` the gemm
+kernels (MKL or scipy's OpenBLAS), :mod:`.conv` the direct convolution kernels, and
+:mod:`.cache` keeps compiled objects on disk.
 """
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ def cache_dir() -> str | None:
     return d or None
 
 
-_SOURCES = ("blas.py", "cache.py", "codegen.py", "conv.py", "executable.py", "jit.py", "lowering.py",
-            "mathlib.py")
+_SOURCES = ("blas.py", "cache.py", "codegen.py", "conv.py", "executable.py", "jit.py",
+            "lowering.py", "mathlib.py", "plan.py")
 _source_digest: list = []
 
 

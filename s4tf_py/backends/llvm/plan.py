@@ -1,0 +1,376 @@
+"""Planning: which equations become fused LLVM kernels, gemm or convolution kernels, or host steps.
+
+:func:`plan` first sinks every fusible equation to just before its first non-fusible reader
+(:func:`_sink_fusible`), then walks the equations in order and grows *fusion groups* over one
+iteration shape: elementwise primitives (those with an ``llvm`` slot), broadcasts (load
+strides), reshapes and transposes of buffers in memory (reads with other strides), constants
+(inlined), optionally closed by reductions over trailing axes (elementwise producers fuse into
+the reduction). Reductions over other axes, pooling windows and bias-gradient sums are
+rewritten into forms that fit (a transposed read, a strided window view, ``ones @ x``).
+float32/64 products and convolutions become ``("dot", eqn)`` / ``("conv", eqn)`` steps; an
+equation that fits nothing (a gather, control flow, linalg...) is a ``("host", eqn)`` step run
+by the primitive's numpy implementation, scheduled before the open group when it does not read
+it, so independent ops do not split a group.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.function import Eqn, Function, Var
+from ...ir.registry import AVal
+from . import blas, codegen, conv
+
+_REDUCE_KIND = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
+                "reduce_prod": "prod", "reduce_and": "and", "reduce_or": "or"}
+
+
+def _broadcastable(small, big) -> bool:
+    if len(small) > len(big):
+        return False
+    return all(s == b or s == 1 for s, b in zip(small[::-1], big[::-1]))
+
+
+def _trailing(e):
+    axes = dict(e.params)["axes"]
+    nd = len(e.inputs[0].aval.shape)
+    return len(axes) > 0 and tuple(axes) == tuple(range(nd - len(axes), nd))
+
+
+class Group:
+    """Equations fused into one kernel over ``shape`` (+ trailing reductions)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.eqns = []
+        self.produced = set()
+        self.reduce_ndim = 0
+        self.closed = False           # a reduction joined: nothing more can
+
+    def add(self, e):
+        self.eqns.append(e)
+        self.produced.update(e.outs)
+        if e.prim.name in _REDUCE_KIND:
+            self.reduce_ndim = len(dict(e.params)["axes"])
+            self.closed = True
+
+    def accepts(self, e) -> bool:
+        if self.closed:
+            return False
+        name = e.prim.name
+        if name in _REDUCE_KIND:
+            return e.inputs[0].aval.shape == self.shape and _trailing(e)
+        if name == "constant":
+            return _broadcastable(e.outs[0].aval.shape, self.shape)
+        out_shape = e.outs[0].aval.shape
+        if name in ("reshape", "transpose"):
+            # a reshape or transpose of a buffer in memory is a read with other strides
+            return e.inputs[0] not in self.produced and _broadcastable(out_shape, self.shape)
+        if out_shape == self.shape:
+            return all(v not in self.produced or v.aval.shape == self.shape or
+                       _broadcastable(v.aval.shape, self.shape) for v in e.inputs)
+        # a smaller value that broadcasts into the group is recomputed per element (cheap, and
+        # it saves a pass): only from values that are themselves small
+        return _broadcastable(out_shape, self.shape) and all(
+            v not in self.produced or v.aval.shape != self.shape for v in e.inputs)
+
+
+def _elementwise(e) -> bool:
+    p = e.prim
+    if p.name == "convert" and _float_to_int(e):
+        # NaN/Inf cannot become integers: the host step's check raises an error naming the
+        # cast (in a kernel, LLVM's fptosi would give poison). Such casts are rare in hot loops.
+        return False
+    return (not p.multiple_results and p.llvm is not None) or p.name == "broadcast_to"
+
+
+def _float_to_int(e) -> bool:
+    from ... import dtypes as dt
+    return dt.is_floating(e.inputs[0].aval.dtype) and dt.is_integer(e.outs[0].aval.dtype)
+
+
+def plan(fn: Function):
+    """Steps ``("group", Group)``, ``("dot", eqn)`` and ``("host", eqn)`` in a
+    dependency-respecting order."""
+    return _plan(_sink_fusible(fn.eqns))
+
+
+def _fusible(e) -> bool:
+    return _elementwise(e) or e.prim.name in _REDUCE_KIND or e.prim.name in (
+        "constant", "reshape", "transpose")
+
+
+def _sink_fusible(eqns):
+    """The equations with each fusible one moved down to just before its first non-fusible
+    reader (or the end): an elementwise op that only reads inputs (Adam's ``b1 * m``) then
+    fuses with the rest of its chain instead of running as a kernel of its own before the
+    backward pass."""
+    pending: dict = {}                 # result Var -> deferred eqn (insertion = program order)
+    order: dict = {}
+    out = []
+    for pos, e in enumerate(eqns):
+        order[id(e)] = pos
+        if _fusible(e) and not e.prim.multiple_results:
+            pending[e.outs[0]] = e
+            continue
+        need, stack = {}, [v for v in e.inputs if v in pending]
+        while stack:
+            v = stack.pop()
+            d = pending.pop(v, None)
+            if d is None:
+                continue
+            need[id(d)] = d
+            stack.extend(u for u in d.inputs if u in pending)
+        out.extend(sorted(need.values(), key=lambda d: order[id(d)]))
+        out.append(e)
+    out.extend(pending.values())
+    return out
+
+
+#: a sum over this many leading rows (and at most GEMV_MAX_ROWS: BLAS accumulates in the
+#: input's precision, our reduction kernels in float64) runs as ``ones @ x`` on BLAS
+GEMV_ROWS = 16
+GEMV_MAX_ROWS = 4096
+
+
+def _leading_sum_as_product(e):
+    """``sum(x, leading axes)`` as ``ones(R) @ x.reshape(R, C)``: a bias gradient. The
+    transposed-read reduction walks each column with a stride (~1 ns an element); BLAS reads
+    the rows contiguously, vectorized over the columns. Steps, or None when it does not apply."""
+    from ...ops._core import CONSTANT
+    from ...ops.contraction import DOT_GENERAL
+    from ...ops.shape import RESHAPE
+    x = e.inputs[0]
+    axes = tuple(sorted(dict(e.params)["axes"]))
+    nd = x.aval.ndim
+    if (e.prim.name != "reduce_sum" or axes != tuple(range(len(axes))) or len(axes) == nd or
+            x.aval.dtype not in (np.dtype(np.float32), np.dtype(np.float64))):
+        return None
+    rows = int(np.prod([x.aval.shape[i] for i in axes], dtype=np.int64))
+    cols = int(np.prod(x.aval.shape[len(axes):], dtype=np.int64))
+    if not GEMV_ROWS <= rows <= GEMV_MAX_ROWS:
+        return None
+    d = x.aval.dtype
+    ones = Var(AVal((rows,), d, False))
+    x2 = Var(AVal((rows, cols), d, x.aval.weak))
+    prod = Var(AVal((cols,), d, False))
+    dot = Eqn(DOT_GENERAL, (ones, x2), (("lhs_contract", (0,)), ("rhs_contract", (0,)),
+                                        ("lhs_batch", ()), ("rhs_batch", ())), (prod,), e.loc)
+    if not blas.supported(dot):
+        return None
+    out = e.outs[0]
+    steps = [("host", Eqn(CONSTANT, (), (("value", 1.0), ("dtype", d), ("shape", (rows,))),
+                          (ones,), e.loc)),
+             ("host", Eqn(RESHAPE, (x,), (("new_sizes", (rows, cols)),), (x2,), e.loc))]
+    if tuple(out.aval.shape) == (cols,) and not out.aval.weak:
+        return steps + [("dot", Eqn(DOT_GENERAL, dot.inputs, dot.params, (out,), e.loc))]
+    return steps + [("dot", dot),
+                    ("host", Eqn(RESHAPE, (prod,), (("new_sizes", tuple(out.aval.shape)),),
+                                 (out,), e.loc))]
+
+
+class _WindowView:
+    """A plan-only op: the windows of a reduce_window as a strided view of its input,
+    shaped (output dims..., window dims > 1...) — a read with explicit strides."""
+
+    name = "window_view"
+    multiple_results = False
+    nullary = False
+    inplace_operand = None
+    llvm = None
+
+
+_WINDOW_VIEW = _WindowView()
+
+
+def _window_kernel_ok(e) -> bool:
+    p = dict(e.params)
+    x = e.inputs[0]
+    return (p["kind"] in ("max", "sum") and x.aval.size > 0 and e.outs[0].aval.size > 0 and
+            (np.dtype(x.aval.dtype).kind == "f" and x.aval.dtype.itemsize >= 4))
+
+
+def _as_window_reduction(e):
+    """(host steps, window view eqn, trailing reduction eqn) for a reduce_window."""
+    from ...ops.nn import _dilate_pad
+    from ...ops.reduction import REDUCE_MAX, REDUCE_SUM
+    p = dict(e.params)
+    x = e.inputs[0]
+    pre = []
+    padding = tuple(tuple(q) for q in p["padding"])
+    if any(lo or hi for lo, hi in padding):
+        # padding holds the reduction's identity; the kernel reads the padded copy
+        ident = -np.inf if p["kind"] == "max" else 0.0
+        shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.aval.shape, padding))
+        xp = Var(AVal(shape, x.aval.dtype, False))
+        nd = x.aval.ndim
+
+        def pad(a, _pad=padding, _ident=ident, _nd=nd):
+            return np.ascontiguousarray(_dilate_pad(a, range(_nd), (1,) * _nd, _pad, _ident))
+        pre.append(("host", Eqn(_HostOp("reduce_window_pad", pad), (x,), (), (xp,), e.loc)))
+        x = xp
+    out = e.outs[0]
+    window, strides = tuple(p["window"]), tuple(p["strides"])
+    wdims = [d for d, k in enumerate(window) if k > 1]
+    vshape = tuple(out.aval.shape) + tuple(window[d] for d in wdims)
+    view = Var(AVal(vshape, x.aval.dtype, x.aval.weak))
+    params = (("in_shape", tuple(x.aval.shape)), ("window", window), ("strides", strides))
+    v_eqn = Eqn(_WINDOW_VIEW, (x,), params, (view,), e.loc)
+    nd_out = out.aval.ndim
+    prim = REDUCE_MAX if p["kind"] == "max" else REDUCE_SUM
+    r_eqn = Eqn(prim, (view,), (("axes", tuple(range(nd_out, len(vshape)))),), (out,), e.loc)
+    return pre, v_eqn, r_eqn
+
+
+def _window_strides(in_shape, window, strides, shape) -> tuple:
+    rm = codegen._strides(tuple(in_shape))
+    st = [rm[d] * strides[d] for d in range(len(in_shape))]
+    st += [rm[d] for d, k in enumerate(window) if k > 1]
+    return tuple(0 if n == 1 else s_ for s_, n in zip(st, shape))
+
+
+def _as_trailing_reduction(e):
+    """``reduce(x, axes)`` as ``reduce(transpose(x, kept + axes), trailing axes)``."""
+    from ...ops.shape import TRANSPOSE
+    x = e.inputs[0]
+    axes = tuple(sorted(dict(e.params)["axes"]))
+    kept = tuple(i for i in range(x.aval.ndim) if i not in axes)
+    perm = kept + axes
+    tv = Var(AVal(tuple(x.aval.shape[i] for i in perm), x.aval.dtype, x.aval.weak))
+    t = Eqn(TRANSPOSE, (x,), (("permutation", perm),), (tv,), e.loc)
+    n = x.aval.ndim
+    params = tuple((k, tuple(range(len(kept), n)) if k == "axes" else v) for k, v in e.params)
+    return t, Eqn(e.prim, (tv,), params, e.outs, e.loc)
+
+
+def _split_group(g: Group):
+    """(eqns ``g`` does not need, ``g`` without them).
+
+    A smaller value joins a group on the chance that a full-shape value reads it (it is then
+    recomputed per element instead of stored and reloaded). The ones no full-shape value or
+    reduction reads (a bias's optimizer update planned beside its weight's) would be
+    recomputed per element for nothing: they leave, to be planned on their own, before ``g``
+    (they read nothing ``g`` computes at full shape, so the order is safe)."""
+    by_out = {o: e for e in g.eqns for o in e.outs}
+    need, stack = set(), [e for e in g.eqns if e.outs[0].aval.shape == g.shape or
+                          e.prim.name in _REDUCE_KIND]
+    while stack:
+        e = stack.pop()
+        if id(e) in need:
+            continue
+        need.add(id(e))
+        stack.extend(by_out[v] for v in e.inputs if v in by_out)
+    moving = [e for e in g.eqns if id(e) not in need and e.prim.name != "constant"]
+    if not moving:
+        return [], g
+    # what they read inside the group moves with them (all smaller values); the group then
+    # reads those as inputs
+    move = set()
+    stack = list(moving)
+    while stack:
+        e = stack.pop()
+        if id(e) in move:
+            continue
+        move.add(id(e))
+        stack.extend(by_out[v] for v in e.inputs
+                     if v in by_out and by_out[v].prim.name != "constant")
+    kept = Group(g.shape)
+    for e in g.eqns:
+        if id(e) not in move:
+            kept.add(e)
+    return [e for e in g.eqns if id(e) in move], kept
+
+
+def _plan(eqns):
+    steps, group = [], None
+
+    def flush():
+        nonlocal group
+        if group is not None:
+            rest, kept = _split_group(group)
+            if rest:
+                steps.extend(_plan(rest))
+            steps.append(("group", kept))
+            group = None
+
+    for e in eqns:
+        name = e.prim.name
+        if name == "constant":
+            # constants are inlined wherever a kernel reads them; materialize once for others
+            steps.append(("host", e))
+            if group is not None and group.accepts(e):
+                group.add(e)
+            continue
+        if name in ("reshape", "transpose") and group is not None and group.accepts(e):
+            group.add(e)
+            continue
+        if name == "transpose":
+            # a strided copy kernel, which the elementwise ops reading it may join
+            if group is not None and e.inputs[0] in group.produced:
+                flush()
+            flush()
+            group = Group(e.outs[0].aval.shape)
+            group.add(e)
+            continue
+        if name == "reduce_window" and _window_kernel_ok(e):
+            # pooling: the windows are a strided view of the (padded) input; reduce them
+            if group is not None and e.inputs[0] in group.produced:
+                flush()
+            flush()
+            pre, view, red = _as_window_reduction(e)
+            steps.extend(pre)
+            group = Group(view.outs[0].aval.shape)
+            group.add(view)
+            group.add(red)
+            continue
+        if name in _REDUCE_KIND and not _trailing(e) and dict(e.params)["axes"]:
+            # reduce over any axes: read the input transposed (kept axes, then reduced ones)
+            # and reduce trailing axes
+            if group is not None and e.inputs[0] in group.produced:
+                flush()
+            flush()
+            as_gemv = _leading_sum_as_product(e)
+            if as_gemv is not None:
+                steps.extend(as_gemv)
+                continue
+            t, r = _as_trailing_reduction(e)
+            group = Group(t.outs[0].aval.shape)
+            group.add(t)
+            group.add(r)
+            continue
+        if _elementwise(e) or name in _REDUCE_KIND:
+            if group is not None and group.accepts(e):
+                group.add(e)
+                continue
+            if name in _REDUCE_KIND and not _trailing(e):
+                if group is not None and any(v in group.produced for v in e.inputs):
+                    flush()
+                steps.append(("host", e))
+                continue
+            # (a broadcast that starts a group is a copy kernel the ops reading it may join;
+            # numpy's broadcast view would be copied anyway before a kernel could read it)
+            flush()
+            group = Group(e.inputs[0].aval.shape if name in _REDUCE_KIND else e.outs[0].aval.shape)
+            group.add(e)
+            continue
+        if group is not None and any(v in group.produced for v in e.inputs):
+            flush()
+        if name == "dot_general" and blas.supported(e):
+            steps.append(("dot", e))
+        elif name == "conv_general" and conv.supported(e):
+            steps.append(("conv", e))
+        else:
+            steps.append(("host", e))
+    flush()
+    return steps
+
+
+class _HostOp:
+    """A host step of the backend's own making (not a registry primitive): padding a
+    convolution's input for its kernel."""
+
+    multiple_results = False
+    nullary = False
+    inplace_operand = None
+
+    def __init__(self, name: str, impl):
+        self.name, self.impl = name, impl
