@@ -175,3 +175,28 @@ def test_pooling_windows_are_a_strided_view_reduced_in_one_kernel():
         with s4.default_device(LLVM):
             got = s4.compile(f)(s4.Tensor(x)).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)     # NaN where numpy's
+
+
+def test_the_same_executable_called_from_several_threads_gives_each_its_own_result():
+    """Kernel calls release the GIL; the executable's buffer tables must not be shared by two
+    calls at once."""
+    import threading
+    f = s4.compile(lambda a: s4.tanh(a * 2.0) + a)
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((256, 256)).astype(np.float32) for _ in range(4)]
+    wants = [np.tanh(x * 2.0) + x for x in xs]
+    errors = []
+
+    def work(k):
+        with s4.default_device(LLVM):
+            for _ in range(40):
+                got = f(s4.Tensor(xs[k])).numpy()
+                if not np.allclose(got, wants[k], rtol=1e-5, atol=1e-5):
+                    errors.append(k)
+                    return
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import threading
 
 import functools
 
@@ -84,13 +85,17 @@ class LLVMExecutable:
         from ... import runtime as _rt
         self._from_buffer = _rt.ffi.from_buffer
         self._run = _driver(self.prog, self.nvalues, self.outputs, self._from_buffer)
+        self._lock = threading.Lock()
 
     def __call__(self, inputs: list):
         """Run on ``inputs`` (a list this call takes over: donated buffers are released).
 
         Values are dropped after their last read, so a functional update (``update_slice``,
         ``scatter``...) whose operand nothing else holds any more runs in place."""
-        return self._run(inputs)
+        # one call at a time: the kernels' buffer tables and the output pools are per
+        # executable, and a kernel call releases the GIL
+        with self._lock:
+            return self._run(inputs)
 
 
 def _plan_inplace(fn: Function, program: list) -> None:
