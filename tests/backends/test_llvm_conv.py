@@ -23,11 +23,11 @@ from s4tf_py.ops.nn import _conv_impl, _dilate_pad  # noqa: E402
 _compiled: dict = {}
 
 
-def _params(nsp, strides=None, padding=None, lhs=None, rhs=None):
+def _params(nsp, strides=None, padding=None, lhs=None, rhs=None, groups=1):
     return dict(window_strides=tuple(strides or (1,) * nsp),
                 padding=tuple(padding or ((0, 0),) * nsp),
                 lhs_dilation=tuple(lhs or (1,) * nsp), rhs_dilation=tuple(rhs or (1,) * nsp),
-                feature_group_count=1)
+                feature_group_count=groups)
 
 
 def _out_shape(xp_shape, w_shape, p):
@@ -72,7 +72,8 @@ def _check(x_shape, w_shape, dtype=np.float32, threads=2, scheme=None, seed=0, *
     xp = conv.pad_input(x, p)
     assert xp.flags.c_contiguous and xp.shape == conv.padded_shape(x_shape, p)
     spec = conv.spec_for(xp.shape, w_shape, _out_shape(xp.shape, w_shape, p),
-                         p["window_strides"], p["rhs_dilation"], dtype, "k_conv", threads, scheme)
+                         p["window_strides"], p["rhs_dilation"], dtype, "k_conv", threads, scheme,
+                         groups=p["feature_group_count"])
     want = _conv_impl(x, w, **p)
     assert want.shape == spec.out_shape
     # float32 sums of up to ~1e5 products in another order: compare to the output's scale
@@ -247,11 +248,149 @@ def test_eqn_interface():
 def test_unsupported():
     import s4tf_py as s4
     F = s4.nn.functional
-    x = s4.ones((1, 8, 8, 4))
-    fn = s4.trace(lambda x, w: F.conv2d(x, w, groups=2), x, s4.ones((3, 3, 2, 4)))
+    x = s4.ones((1, 8, 8, 64))
+    # large per-group products run numpy's batched matmul, small ones a kernel
+    fn = s4.trace(lambda x, w: F.conv2d(x, w, groups=2), x, s4.ones((3, 3, 32, 64)))
     (e,) = [e for e in fn.eqns if e.prim.name == "conv_general"]
-    assert not conv.supported(e)                     # feature groups stay on numpy
+    assert not conv.supported(e)
+    fn = s4.trace(lambda x, w: F.conv2d(x, w, groups=16), x, s4.ones((3, 3, 4, 32)))
+    (e,) = [e for e in fn.eqns if e.prim.name == "conv_general"]
+    assert conv.supported(e)
+    x = s4.ones((1, 8, 8, 4))
     fn = s4.trace(lambda x, w: F.conv2d(x, w), x.astype(s4.float16),
                   s4.ones((3, 3, 4, 4)).astype(s4.float16))
     (e,) = [e for e in fn.eqns if e.prim.name == "conv_general"]
     assert not conv.supported(e)
+
+
+# ---- feature groups ------------------------------------------------------------------------------
+
+GROUPED = [
+    # depthwise, multiplier 1 (the vectorized scheme): MobileNet-like, channel tails, strides
+    ((2, 9, 10, 32), (3, 3, 1, 32), dict(groups=32, padding=((1, 1), (1, 1))), "depthwise"),
+    ((2, 9, 10, 128), (3, 3, 1, 128), dict(groups=128, strides=(2, 2),
+                                           padding=((0, 1), (0, 1))), "depthwise"),
+    ((1, 8, 9, 70), (3, 3, 1, 70), dict(groups=70, padding=((1, 1), (1, 1))), "depthwise"),
+    ((2, 11, 12, 5), (3, 2, 1, 5), dict(groups=5, rhs=(2, 2), strides=(1, 2)), "depthwise"),
+    ((3, 7, 6, 3), (2, 3, 1, 3), dict(groups=3, lhs=(2, 1), padding=((1, 1), (-1, 2))),
+     "depthwise"),
+    ((1, 5, 40, 24), (1, 1, 1, 24), dict(groups=24), "depthwise"),
+    ((1, 6, 70, 16), (3, 3, 1, 16), dict(groups=16, padding=((1, 1), (1, 1))), "depthwise"),
+    ((2, 30, 48), (5, 1, 48), dict(groups=48, strides=(2,), padding=((2, 2),)), "depthwise"),
+    ((1, 4, 5, 6, 20), (2, 2, 3, 1, 20), dict(groups=20, padding=((1, 0), (0, 1), (1, 1))),
+     "depthwise"),
+    # depthwise, multiplier 2 and 3
+    ((2, 9, 10, 8), (3, 3, 1, 16), dict(groups=8, padding=((1, 1), (1, 1))), "grouped"),
+    ((2, 9, 10, 5), (3, 3, 1, 15), dict(groups=5, strides=(2, 2), rhs=(1, 2)), "grouped"),
+    # general groups, Cin != Cout
+    ((2, 9, 10, 6), (3, 3, 3, 8), dict(groups=2, padding=((1, 1), (1, 1))), "grouped"),
+    ((2, 9, 10, 8), (3, 2, 2, 12), dict(groups=4, strides=(2, 1), rhs=(1, 2)), "grouped"),
+    ((2, 9, 10, 12), (2, 2, 3, 4), dict(groups=4, lhs=(2, 2), padding=((1, 1), (2, 2))),
+     "grouped"),
+    ((3, 21, 8), (3, 4, 6), dict(groups=2, strides=(2,), padding=((1, 1),)), "grouped"),
+    ((1, 4, 5, 6, 4), (2, 2, 2, 2, 6), dict(groups=2), "grouped"),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kw,scheme", GROUPED,
+                         ids=lambda v: str(v).replace(" ", ""))
+def test_feature_groups_match_numpy(x_shape, w_shape, kw, scheme):
+    spec = _check(x_shape, w_shape, **kw)
+    assert spec.scheme == scheme and spec.feature_groups == kw["groups"], spec
+
+
+@pytest.mark.parametrize("host", [(32, 16), (16, 16)], ids=["avx2", "sse"])
+def test_depthwise_for_narrower_vectors(monkeypatch, host):
+    monkeypatch.setitem(conv._host, "v", host)
+    _check((2, 9, 10, 37), (3, 3, 1, 37), groups=37, padding=((1, 1), (1, 1)))
+    _check((2, 9, 10, 12), (3, 3, 1, 12), groups=12, dtype=np.float64, strides=(2, 2))
+
+
+def test_depthwise_float64_and_threads():
+    _check((2, 9, 10, 12), (3, 3, 1, 12), dtype=np.float64, groups=12, strides=(2, 1))
+    _check((2, 9, 10, 6), (3, 3, 3, 4), dtype=np.float64, groups=2)
+    for threads in (1, 8):
+        _check((1, 7, 9, 64), (3, 3, 1, 64), threads=threads, groups=64,
+               padding=((1, 1), (1, 1)))
+
+
+def test_depthwise_inf_and_nan_propagate_like_numpy():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 8, 9, 20)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 20)).astype(np.float32)
+    x[0, 4, 4, 19], x[1, 2, 3, 0], x[1, 5, 5, 7] = np.inf, -np.inf, np.nan
+    w[0, 0, 0, 19] = 0.0
+    p = _params(2, groups=20)
+    spec = conv.spec_for(x.shape, w.shape, _out_shape(x.shape, w.shape, p), (1, 1), (1, 1),
+                         np.float32, "k_conv", 2, groups=20)
+    assert spec.scheme == "depthwise"
+    with np.errstate(invalid="ignore"):
+        got, want = _run(spec, x, w, True), _conv_impl(x, w, **p)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-4 * np.abs(want[ok]).max())
+
+
+def _grad_eqns(f, *args):
+    import s4tf_py as s4
+    from s4tf_py.ir.passes import optimize
+    fn = optimize(s4.trace(lambda *a: s4.value_with_gradient(a, f), *args))
+    return [e for e in fn.eqns if e.prim.name == "conv_general"]
+
+
+@pytest.mark.parametrize("mult,strides", [(1, 1), (1, 2), (2, 2)])
+def test_depthwise_gradient_convolutions(mult, strides):
+    # the convolutions of a training step (forward, input and filter cotangents) are run as
+    # kernels where supported() says so, and then match numpy
+    import s4tf_py as s4
+    F = s4.nn.functional
+    x, w = s4.ones((2, 9, 9, 8)), s4.ones((3, 3, 8, mult))
+
+    def loss(x, w):
+        return F.depthwise_conv2d(x, w, strides=strides, padding="same").sum()
+    eqns = _grad_eqns(loss, x, w)
+    assert len(eqns) >= 2
+    rng = np.random.default_rng(5)
+    ran = 0
+    for k, e in enumerate(eqns):
+        if not conv.supported(e):
+            continue
+        ran += 1
+        spec = conv.make_spec(e, f"k_{k}", 2)
+        xa = rng.standard_normal(e.inputs[0].aval.shape).astype(np.float32)
+        wa = rng.standard_normal(e.inputs[1].aval.shape).astype(np.float32)
+        xp = conv.pad_input(xa, e)
+        assert xp.shape == spec.in_shape and spec.out_shape == e.outs[0].aval.shape
+        want = _conv_impl(xa, wa, **e.params_dict())
+        got = _run(spec, xp, wa, spec.parallel)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert ran >= 1
+
+
+@pytest.mark.parametrize("mult,strides,padding,dilations", [
+    (1, 1, "same", 1), (1, 2, "same", 1), (1, 1, "valid", 2), (2, 2, "same", 1),
+])
+def test_depthwise_conv2d_through_the_stack(mult, strides, padding, dilations):
+    import s4tf_py as s4
+    F = s4.nn.functional
+    llvm_dev, ref_dev = s4.Device("llvm"), s4.Device("reference")
+    rng = np.random.default_rng(6)
+    xa = rng.standard_normal((2, 11, 10, 24)).astype(np.float32)
+    wa = rng.standard_normal((3, 3, 24, mult)).astype(np.float32)
+
+    def f(x, w):
+        return F.depthwise_conv2d(x, w, strides=strides, padding=padding, dilations=dilations)
+
+    def loss(x, w):
+        y = f(x, w)
+        return (y * y).sum()
+    outs = []
+    for dev in (llvm_dev, ref_dev):
+        with s4.default_device(dev):
+            x, w = s4.Tensor(xa), s4.Tensor(wa)
+            y = s4.compile(f)(x, w)
+            val, (gx, gw) = s4.value_with_gradient((x, w), loss)
+            outs.append([np.asarray(t.numpy()) for t in (y, val, gx, gw)])
+    for got, want in zip(*outs):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * (np.abs(want).max() + 1))

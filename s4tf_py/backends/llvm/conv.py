@@ -84,7 +84,7 @@ def _vector_info() -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """A ``feature_group_count == 1`` convolution over a padded, lhs-dilated input buffer.
+    """A convolution over a padded, lhs-dilated input buffer.
 
     Shapes are the buffers' (N-D): ``in_shape`` (N, *spatial, Cin) is the PADDED input,
     ``filter_shape`` (*kernel, Cin, Cout), ``out_shape`` (N, *out_spatial, Cout). The rest is
@@ -93,7 +93,13 @@ class ConvSpec:
     ``col_groups``, and ``group``: with few output channels, that many consecutive reduction
     steps share one vector (lane ``f * group + j`` holds channel ``f`` of step ``j``).
     ``pack``: with several channel blocks, each call first copies the filter into contiguous
-    zero-padded panels, one per block (see :func:`build_conv_kernel`)."""
+    zero-padded panels, one per block (see :func:`build_conv_kernel`).
+
+    With ``feature_groups`` (G) > 1 the filter is (*kernel, Cin/G, Cout) and output channel
+    ``o`` reads input channels ``[g*Cg, (g+1)*Cg)``, ``g = o // (Cout/G)``. Schemes:
+    "depthwise" (G == Cin == Cout: one input channel per output channel, vectors over the
+    channels, a tile of ``tw`` output pixels of one row times ``nr`` channel vectors) and
+    "grouped" (any G: a plain loop nest, one output value at a time)."""
 
     name: str
     dtype: np.dtype
@@ -110,6 +116,7 @@ class ConvSpec:
     col_groups: int
     group: int = 1          # "outer": reduction steps packed side by side in one vector
     pack: bool = False      # "outer": copy the filter into per-channel-block panels first
+    feature_groups: int = 1  # "depthwise" / "grouped": XLA's feature_group_count
 
     @property
     def panel_elems(self) -> int:
@@ -161,8 +168,18 @@ def supported(eqn) -> bool:
     dtype = a.aval.dtype
     if dtype not in _TYPES or w.aval.dtype != dtype or eqn.outs[0].aval.dtype != dtype:
         return False
-    if p["feature_group_count"] != 1 or not 3 <= len(a.aval.shape) <= 5:
+    if not 3 <= len(a.aval.shape) <= 5:
         return False
+    g = p["feature_group_count"]
+    if g != 1:
+        cg, cout = w.aval.shape[-2], w.aval.shape[-1]
+        og = cout // g if g else 0
+        red = int(np.prod(w.aval.shape[:-2], dtype=np.int64)) * cg
+        # depthwise (multiplier 1) is vectorized over channels; other groupings run a plain
+        # loop that is only worth it for small per-group products (a depthwise conv's filter
+        # gradient, a reduction over the whole image and batch, stays on numpy's matmul)
+        if not (cg == 1 and og == 1) and (cg * og > 16 or red > 4096):
+            return False
     shapes = (a.aval.shape, w.aval.shape, eqn.outs[0].aval.shape)
     if builtins.any(d == 0 for s in shapes for d in s):
         return False
@@ -212,12 +229,14 @@ def make_spec(eqn, name: str, threads: int) -> ConvSpec:
     a, w = eqn.inputs
     p = eqn.params_dict()
     return spec_for(padded_shape(a.aval.shape, p), w.aval.shape, eqn.outs[0].aval.shape,
-                    p["window_strides"], p["rhs_dilation"], a.aval.dtype, name, threads)
+                    p["window_strides"], p["rhs_dilation"], a.aval.dtype, name, threads,
+                    groups=p["feature_group_count"])
 
 
 def spec_for(in_shape, filter_shape, out_shape, window_strides, rhs_dilation, dtype, name,
-             threads: int = 1, scheme: str | None = None) -> ConvSpec:
-    """The plan for a padded input of ``in_shape``; ``scheme`` forces a micro-kernel."""
+             threads: int = 1, scheme: str | None = None, groups: int = 1) -> ConvSpec:
+    """The plan for a padded input of ``in_shape``; ``scheme`` forces a micro-kernel;
+    ``groups``: the feature group count."""
     dtype = np.dtype(dtype)
     vbytes, nregs = _vector_info()
     width = vbytes // dtype.itemsize                 # lanes of one vector register
@@ -234,6 +253,28 @@ def spec_for(in_shape, filter_shape, out_shape, window_strides, rhs_dilation, dt
     threads = builtins.max(1, threads)
     common = (name, dtype, tuple(in_shape), tuple(filter_shape), tuple(out_shape),
               tuple(window_strides), tuple(rhs_dilation))
+
+    if groups != 1:
+        if c % groups or f % groups or filter_shape[-2] * groups != c:
+            raise ValueError(f"{groups} feature groups do not fit {in_shape} and {filter_shape}")
+        depthwise = groups == c == f
+        if scheme is None:
+            scheme = "depthwise" if depthwise else "grouped"
+        if scheme == "depthwise":
+            if not depthwise:
+                raise ValueError("the depthwise scheme needs groups == Cin == Cout")
+            vl = width
+            while vl > 4 and vl >= 2 * f:
+                vl //= 2
+            nr = builtins.min(-(-f // vl), 4)
+            tw = builtins.max(1, builtins.min(o[2], budget // nr))
+            tw = -(-o[2] // -(-o[2] // tw))            # even tiles (tw and tw - 1 columns)
+            return ConvSpec(*common, "depthwise", vl, nr, 1, tw, 1, feature_groups=groups)
+        if scheme != "grouped":
+            raise ValueError(f"scheme {scheme!r} does not run feature groups")
+        return ConvSpec(*common, "grouped", 1, 1, 1, 1, 1, feature_groups=groups)
+    if scheme in ("depthwise", "grouped"):
+        raise ValueError(f"the {scheme} scheme needs feature groups")
 
     if scheme is None:
         scheme = "pixels" if c == 1 and s[2] == 1 and f <= 8 and o[2] >= 4 else "outer"
@@ -611,9 +652,11 @@ class _Emitter:
         spec, b = self.spec, self.b
         scheme = spec.scheme
         # accumulators: allocas in the entry block (SROA makes them registers)
-        if scheme == "outer":
+        if scheme in ("outer", "depthwise"):
             nacc = spec.th * spec.tw * spec.nr
             self.accs = [b.alloca(self.vt) for _ in range(nacc)]
+        elif scheme == "grouped":
+            self.accs = [b.alloca(self.ft)]
         else:
             self.accs = [b.alloca(self.vt) for _ in range(spec.th * self.F)]
         O, S = self.O, self.S
@@ -659,6 +702,12 @@ class _Emitter:
     def row_block(self, xrow, orow, cg, th):
         spec, b = self.spec, self.b
         O, S, C, F = self.O, self.S, self.C, self.F
+        if spec.scheme == "depthwise":
+            self.depthwise_row(xrow, orow)
+            return
+        if spec.scheme == "grouped":
+            self.grouped_row(xrow, orow)
+            return
         if spec.scheme == "pixels":
             vl = spec.vl
             nct = -(-O[2] // vl)
@@ -778,6 +827,117 @@ class _Emitter:
                     h *= 2
                 acc = b.shuffle_vector(acc, acc, i32v([(lane * G) % vl for lane in range(vl)]))
                 self.store_vec(acc, p, F)
+
+    def depthwise_row(self, xrow, orow):
+        """One output row, groups == Cin == Cout: for each block of ``nr`` channel vectors,
+        tiles of ``tw`` pixels accumulate ``x[pixel tap, c] * w[tap, 0, c]`` lane-wise."""
+        spec, b = self.spec, self.b
+        O, S, C = self.O, self.S, self.C
+        vl, nr, tw = self.vl, spec.nr, spec.tw
+        full = C // (nr * vl)
+        tail = C - full * nr * vl
+        nct = -(-O[2] // tw)
+
+        def columns(off, nvec, lanes):
+            def col(ct):
+                ow0, big = self.tile_start(ct, tw, O[2])
+                xt = self.gep(xrow, self.add(self.scaled(ow0, S[2] * C), off))
+                ot = self.gep(orow, self.add(self.scaled(ow0, C), off))
+                wt = self.gep(self.w, off)
+                if big is not None:
+                    self.if_else(big, lambda: self.depthwise_tile(xt, wt, ot, tw, nvec, lanes),
+                                 lambda: self.depthwise_tile(xt, wt, ot, tw - 1, nvec, lanes))
+                else:
+                    self.depthwise_tile(xt, wt, ot, tw, nvec, lanes)
+            self.loop_const(nct, col)
+
+        if full:
+            self.loop_const(full, lambda cb: columns(self.scaled(cb, nr * vl), nr, vl))
+        if tail:
+            nvec = -(-tail // vl)
+            columns(I64(full * nr * vl), nvec, tail - (nvec - 1) * vl)
+
+    def depthwise_tile(self, xt, wt, ot, tw, nvec, lanes):
+        b, vl, C = self.b, self.vl, self.C
+        K, R, S, xs = self.K, self.R, self.S, self.xs
+        accs = [[self.accs[c * nvec + v] for v in range(nvec)] for c in range(tw)]
+        for row in accs:
+            for a in row:
+                b.store(self.zero, a)
+        ws = (K[1] * K[2] * C, K[2] * C, C)
+
+        def tap(xk, wk):
+            wv = [self.load_vec(self.gep(wk, v * vl), lanes if v == nvec - 1 else None)
+                  for v in range(nvec)]
+            for c in range(tw):
+                p = self.gep(xk, c * S[2] * xs[3])
+                for v in range(nvec):
+                    xv = self.load_vec(self.gep(p, v * vl), lanes if v == nvec - 1 else None)
+                    a = accs[c][v]
+                    b.store(self.fma(b.load(a), xv, wv[v]), a)
+
+        def at_kd(kd):
+            xd = self.gep(xt, self.scaled(kd, R[0] * xs[1]))
+            wd = self.gep(wt, self.scaled(kd, ws[0]))
+
+            def at_kh(kh):
+                xh = self.gep(xd, self.scaled(kh, R[1] * xs[2]))
+                wh = self.gep(wd, self.scaled(kh, ws[1]))
+                self.loop_const(K[2], lambda kw: tap(self.gep(xh, self.scaled(kw, R[2] * xs[3])),
+                                                     self.gep(wh, self.scaled(kw, ws[2]))))
+            self.loop_const(K[1], at_kh)
+        self.loop_const(K[0], at_kd)
+        for c in range(tw):
+            for v in range(nvec):
+                self.store_vec(b.load(accs[c][v]), self.gep(ot, c * C + v * vl),
+                               lanes if v == nvec - 1 else None)
+
+    def grouped_row(self, xrow, orow):
+        """One output row, any feature groups: a plain loop per output value."""
+        spec, b = self.spec, self.b
+        O, S, C, F, K, R, xs = self.O, self.S, self.C, self.F, self.K, self.R, self.xs
+        G = spec.feature_groups
+        cg, og = C // G, F // G
+        ws = (K[1] * K[2] * cg * F, K[2] * cg * F, cg * F)
+        acc = self.accs[0]
+
+        def pixel(ow):
+            xp = self.gep(xrow, self.scaled(ow, S[2] * C))
+            op = self.gep(orow, self.scaled(ow, F))
+
+            def group(g):
+                xg = self.gep(xp, self.scaled(g, cg))
+
+                def out_channel(j):
+                    o = self.add(self.scaled(g, og), j)
+                    b.store(ir.Constant(self.ft, 0.0), acc)
+                    wo = self.gep(self.w, o)
+
+                    def at_kd(kd):
+                        xd = self.gep(xg, self.scaled(kd, R[0] * xs[1]))
+                        wd = self.gep(wo, self.scaled(kd, ws[0]))
+
+                        def at_kh(kh):
+                            xh = self.gep(xd, self.scaled(kh, R[1] * xs[2]))
+                            wh = self.gep(wd, self.scaled(kh, ws[1]))
+
+                            def at_kw(kw):
+                                xw = self.gep(xh, self.scaled(kw, R[2] * xs[3]))
+                                ww = self.gep(wh, self.scaled(kw, ws[2]))
+
+                                def at_ci(ci):
+                                    xv = self.load_scalar(self.gep(xw, ci))
+                                    wv = self.load_scalar(self.gep(ww, self.scaled(ci, F)))
+                                    b.store(b.fadd(b.load(acc), b.fmul(xv, wv, flags=_FAST),
+                                                   flags=_FAST), acc)
+                                self.loop_const(cg, at_ci)
+                            self.loop_const(K[2], at_kw)
+                        self.loop_const(K[1], at_kh)
+                    self.loop_const(K[0], at_kd)
+                    b.store(b.load(acc), self.gep(op, o), align=self.esize)
+                self.loop_const(og, out_channel)
+            self.loop_const(G, group)
+        self.loop_const(O[2], pixel)
 
     def pixels_tile(self, xt, ot, th):
         """th rows x vl consecutive columns, all channels; one input channel, unit stride."""
