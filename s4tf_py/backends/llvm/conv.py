@@ -198,24 +198,36 @@ def padded_shape(shape, params) -> tuple:
     return tuple(out)
 
 
-def pad_input(x: np.ndarray, eqn) -> np.ndarray:
+def pad_input(x: np.ndarray, eqn, out: np.ndarray | None = None) -> np.ndarray:
     """The input the kernel reads: ``x`` lhs-dilated and padded (negative padding crops), as a
     C-contiguous array (``x`` itself when there is nothing to do). ``eqn``: the
     ``conv_general`` equation, or its params dict."""
     p = eqn.params_dict() if not isinstance(eqn, dict) else eqn
-    return _pad(x, p["lhs_dilation"], p["padding"])
+    return _pad(x, p["lhs_dilation"], p["padding"], out)
 
 
-def _pad(x, lhs_dilation, padding):
+def _pad(x, lhs_dilation, padding, out=None):
     nsp = x.ndim - 2
     if all(d == 1 for d in lhs_dilation) and all(lo == 0 and hi == 0 for lo, hi in padding):
         return np.ascontiguousarray(x)
     if builtins.any(lo < 0 or hi < 0 for lo, hi in padding):
         from ...ops.nn import _dilate_pad
         return np.ascontiguousarray(_dilate_pad(x, range(1, nsp + 1), lhs_dilation, padding))
-    # zeros, then one strided copy of x into place (np.pad is several times slower)
-    out = np.zeros(padded_shape(x.shape, dict(lhs_dilation=lhs_dilation, padding=padding)),
-                   dtype=x.dtype)
+    shape = padded_shape(x.shape, dict(lhs_dilation=lhs_dilation, padding=padding))
+    if out is None or out.shape != tuple(shape) or out.dtype != x.dtype:
+        out = np.empty(shape, dtype=x.dtype)
+    if all(d == 1 for d in lhs_dilation):
+        # only the border needs zeros: zero its slabs, copy x into the rest
+        for i, (lo, hi) in enumerate(padding):
+            ax = 1 + i
+            if lo:
+                out[(builtins.slice(None),) * ax + (builtins.slice(0, lo),)] = 0
+            if hi:
+                out[(builtins.slice(None),) * ax + (builtins.slice(shape[ax] - hi, None),)] = 0
+    else:
+        # zeros (the holes between dilated elements), then one strided copy of x into place
+        # (np.pad is several times slower)
+        out.fill(0)
     sl = [builtins.slice(None)]
     for n, d, (lo, _) in zip(x.shape[1:-1], lhs_dilation, padding):
         sl.append(builtins.slice(lo, lo + (n - 1) * d + 1, d))
