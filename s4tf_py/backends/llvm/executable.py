@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from ...ir.function import Eqn, Function, Var
 from ...ir.registry import AVal
-from ...lazy.metrics import counters
+from ..host import run_host_step
 from . import blas, codegen, conv, jit
 from .plan import (GEMV_MAX_ROWS, GEMV_ROWS, _REDUCE_KIND, Group, _HostOp,  # noqa: F401
                    _window_strides, plan)
@@ -56,52 +56,13 @@ class LLVMExecutable:
 
     def __init__(self, fn: Function):
         self.fn = fn
-        steps = plan(fn)
-        last_read: dict = {}
-        for k, (kind, s) in enumerate(steps):
-            for e in (s.eqns if kind == "group" else [s]):
-                for v in e.inputs:
-                    last_read[v] = max(last_read.get(v, -1), k)
-        fn_outputs = set(fn.outputs)
         from ... import runtime
         threads = runtime.num_threads() if runtime.available() else 1
-        specs, self.program = [], []
-        host_made = {s.outs[0] for kind, s in steps if kind == "host" and
-                     s.prim.name == "constant"}
-        for k, (kind, s) in enumerate(steps):
-            if kind == "host":
-                self.program.append(["host", s])
-                continue
-            if kind == "dot":
-                spec = blas.make_spec(s, f"k_{len(specs)}", threads)
-                specs.append(spec)
-                self.program.append(["kernel", spec, list(s.inputs), list(s.outs)])
-                continue
-            if kind == "conv":
-                spec = conv.make_spec(s, f"k_{len(specs)}", threads)
-                x, w = s.inputs
-                padded = conv.padded_shape(x.aval.shape, s.params_dict())
-                if tuple(padded) != tuple(x.aval.shape):
-                    # the kernel reads a padded (and lhs-dilated) copy made on the host
-                    xp = Var(AVal(tuple(padded), x.aval.dtype, False))
-                    pad = _HostOp("conv_pad_input", _PaddedInputs(s))
-                    self.program.append(["host", Eqn(pad, (x,), (), (xp,), s.loc)])
-                    x = xp
-                specs.append(spec)
-                self.program.append(["kernel", spec, [x, w], list(s.outs)])
-                continue
-            spec, in_vars, out_vars = _spec(s, k, last_read, fn_outputs, len(specs), host_made)
-            for e in spec.pre_host:
-                self.program.append(["host", e])
-            if not spec.outputs and not spec.reductions:
-                continue                      # nothing anyone reads (e.g. inlined constants)
-            specs.append(spec)
-            self.program.append(["kernel", spec, in_vars, out_vars])
+        self.program, specs = _build_program(fn, threads)
         _plan_inplace(fn, self.program)
         addresses = _compile(specs, fn, threads)
         self.prog, self.nvalues, self.outputs = _link(fn, self.program, addresses)
-        from ... import runtime as _rt
-        self._from_buffer = _rt.ffi.from_buffer
+        self._from_buffer = runtime.ffi.from_buffer
         self._run = _driver(self.prog, self.nvalues, self.outputs, self._from_buffer)
         self._lock = threading.Lock()
 
@@ -114,6 +75,51 @@ class LLVMExecutable:
         # executable, and a kernel call releases the GIL
         with self._lock:
             return self._run(inputs)
+
+
+def _build_program(fn: Function, threads: int):
+    """(program, kernel specs): the plan's steps as ``["host", eqn]`` and
+    ``["kernel", spec, in_vars, out_vars]`` entries, in order."""
+    steps = plan(fn)
+    last_read: dict = {}
+    for k, (kind, s) in enumerate(steps):
+        for e in (s.eqns if kind == "group" else [s]):
+            for v in e.inputs:
+                last_read[v] = max(last_read.get(v, -1), k)
+    fn_outputs = set(fn.outputs)
+    specs, program = [], []
+    host_made = {s.outs[0] for kind, s in steps if kind == "host" and
+                 s.prim.name == "constant"}
+    for k, (kind, s) in enumerate(steps):
+        if kind == "host":
+            program.append(["host", s])
+            continue
+        if kind == "dot":
+            spec = blas.make_spec(s, f"k_{len(specs)}", threads)
+            specs.append(spec)
+            program.append(["kernel", spec, list(s.inputs), list(s.outs)])
+            continue
+        if kind == "conv":
+            spec = conv.make_spec(s, f"k_{len(specs)}", threads)
+            x, w = s.inputs
+            padded = conv.padded_shape(x.aval.shape, s.params_dict())
+            if tuple(padded) != tuple(x.aval.shape):
+                # the kernel reads a padded (and lhs-dilated) copy made on the host
+                xp = Var(AVal(tuple(padded), x.aval.dtype, False))
+                pad = _HostOp("conv_pad_input", _PaddedInputs(s))
+                program.append(["host", Eqn(pad, (x,), (), (xp,), s.loc)])
+                x = xp
+            specs.append(spec)
+            program.append(["kernel", spec, [x, w], list(s.outs)])
+            continue
+        spec, in_vars, out_vars = _spec(s, k, last_read, fn_outputs, len(specs), host_made)
+        for e in spec.pre_host:
+            program.append(["host", e])
+        if not spec.outputs and not spec.reductions:
+            continue                      # nothing anyone reads (e.g. inlined constants)
+        specs.append(spec)
+        program.append(["kernel", spec, in_vars, out_vars])
+    return program, specs
 
 
 def _plan_inplace(fn: Function, program: list) -> None:
@@ -151,19 +157,7 @@ def _plan_inplace(fn: Function, program: list) -> None:
 def _run_host(step, args):
     """One host step: the primitive's numpy ``impl`` (in place when its operand is free)."""
     _, impl, ins, params, outs, multi, dead, inplace_slot, eqn = step
-    if inplace_slot is not None:
-        if _uniquely_held(args[inplace_slot]):
-            params = dict(params, inplace=True)
-            counters["inplace_updates"] += 1
-        else:
-            counters["update_copies"] += 1
-    try:
-        r = impl(*args, **params)
-    except (ValueError, FloatingPointError, IndexError, np.linalg.LinAlgError) as e:
-        raise _execution_error(eqn, e, args) from None
-    if multi:
-        return r
-    return r if type(r) is np.ndarray else np.asarray(r)
+    return run_host_step(impl, args, params, multi, inplace_slot, eqn)
 
 
 def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
@@ -223,21 +217,6 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
 def _ffi():
     from ... import runtime
     return runtime.ffi
-
-
-def _uniquely_held(a) -> bool:
-    # references: the `args` list, the parameter `a`, getrefcount's argument
-    return (isinstance(a, np.ndarray) and a.base is None and a.flags.writeable
-            and _getrefcount(a) <= 3)
-
-
-def _execution_error(eqn, e, args):
-    from ...errors import ExecutionError, format_location
-    shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args if isinstance(a, np.ndarray))
-    err = ExecutionError(f"{eqn.prim.name}: {e}\n  operands: {shapes}\n"
-                         f"  at {format_location(eqn.loc)}")
-    err.op, err.location = eqn.prim.name, eqn.loc
-    return err
 
 
 def _link(fn: Function, program: list, addresses: dict):
@@ -448,26 +427,28 @@ def _compile(specs, fn: Function, threads: int) -> dict:
     digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
 
     def build() -> str:
-        module = ir.Module(name="s4tf")
-        for spec in specs:
-            if isinstance(spec, blas.DotSpec):
-                blas.build_dot_kernel(module, spec)
-            elif isinstance(spec, conv.ConvSpec):
-                conv.build_conv_kernel(module, spec)
-            else:
-                codegen.build_kernel(module, spec)
         # unique names in the shared engine
-        return str(module).replace('@"k_', f'@"k{digest}_')
+        return _module_text(specs).replace('@"k_', f'@"k{digest}_')
     from .cache import compile_cached
     compile_cached(key_text, digest, build)
     return {spec.name: jit.function_address(f"k{digest}_{spec.name[2:]}") for spec in specs}
 
 
+def _module_text(specs) -> str:
+    """One LLVM module holding every kernel of ``specs``."""
+    module = ir.Module(name="s4tf")
+    for spec in specs:
+        if isinstance(spec, blas.DotSpec):
+            blas.build_dot_kernel(module, spec)
+        elif isinstance(spec, conv.ConvSpec):
+            conv.build_conv_kernel(module, spec)
+        else:
+            codegen.build_kernel(module, spec)
+    return str(module)
+
+
 def _prepare(step, addresses):
-    if step[0] == "host":
-        e = step[1]
-        return ("host", e.prim.impl, list(e.inputs), e.params_dict(), list(e.outs),
-                e.prim.multiple_results)
+    """A kernel step's function pointer, buffer table and loop extent."""
     from ... import runtime
     _, spec, in_vars, out_vars = step
     ffi, lib = runtime.ffi, runtime.lib
@@ -496,27 +477,8 @@ def _prepare(step, addresses):
 
 def kernel_module_text(fn: Function) -> str:
     """The LLVM IR of ``fn``'s kernels (what :class:`LLVMExecutable` compiles)."""
-    steps = plan(fn)
-    last_read: dict = {}
-    for k, (kind, s) in enumerate(steps):
-        for e in (s.eqns if kind == "group" else [s]):
-            for v in e.inputs:
-                last_read[v] = max(last_read.get(v, -1), k)
-    module = ir.Module(name="s4tf")
-    serial = 0
     from ... import runtime
     threads = runtime.num_threads() if runtime.available() else 1
-    for k, (kind, s) in enumerate(steps):
-        if kind == "dot":
-            blas.build_dot_kernel(module, blas.make_spec(s, f"k_{serial}", threads))
-            serial += 1
-        if kind == "conv":
-            conv.build_conv_kernel(module, conv.make_spec(s, f"k_{serial}", threads))
-            serial += 1
-        if kind != "group":
-            continue
-        spec, _, _ = _spec(s, k, last_read, set(fn.outputs), serial, set())
-        if spec.outputs or spec.reductions:
-            codegen.build_kernel(module, spec)
-            serial += 1
-    return str(module)
+    program, specs = _build_program(fn, threads)
+    _plan_inplace(fn, program)
+    return _module_text(specs)

@@ -9,21 +9,10 @@ tells us exactly that, as numpy's own temporary elision does.
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from ...errors import ExecutionError, format_location
 from ...ir.function import Function
-from ...lazy.metrics import counters
-
-_getrefcount = sys.getrefcount
-
-
-def _uniquely_held(a) -> bool:
-    # references: the caller's `args` list, the local `a` below, getrefcount's argument
-    return (isinstance(a, np.ndarray) and a.base is None and a.flags.writeable
-            and _getrefcount(a) <= 3)
+from ..host import run_host_step
 
 
 class ReferenceExecutable:
@@ -63,24 +52,8 @@ class ReferenceExecutable:
             args = [env[i] for i in ins]
             for i in dead:
                 env[i] = None
-            if inplace_slot is not None:
-                if _uniquely_held(args[inplace_slot]):
-                    params = dict(params, inplace=True)
-                    counters["inplace_updates"] += 1
-                else:
-                    counters["update_copies"] += 1
-            try:
-                r = impl(*args, **params)
-            except (ValueError, FloatingPointError, IndexError, np.linalg.LinAlgError) as e:
-                shapes = ", ".join(f"{a.dtype}{list(a.shape)}" for a in args
-                                   if isinstance(a, np.ndarray))
-                err = ExecutionError(f"{eqn.prim.name}: {e}\n  operands: {shapes}\n"
-                                     f"  at {format_location(eqn.loc)}")
-                err.op, err.location = eqn.prim.name, eqn.loc
-                raise err from None
+            r = run_host_step(impl, args, params, multi, inplace_slot, eqn)
             del args
-            if type(r) is not np.ndarray and not multi:
-                r = np.asarray(r)             # numpy reductions may return scalars
             if multi:
                 for o, v in zip(outs, r):
                     env[o] = v
