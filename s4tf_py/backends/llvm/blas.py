@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from . import codegen
+
 I8 = ir.IntType(8)
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
@@ -201,24 +203,14 @@ def build_dot_kernel(module: ir.Module, spec: DotSpec) -> str:
         b.ret_void()
         return spec.name
     b.store(I32(spec.m), rows)
-    pre = b.block
-    head = fn.append_basic_block("head")
-    body = fn.append_basic_block("body")
-    done = fn.append_basic_block("done")
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64)
-    i.add_incoming(begin, pre)
-    b.cbranch(b.icmp_signed("<", i, end), body, done)
-    b.position_at_end(body)
-    a_ptr = b.gep(A, [b.mul(i, I64(spec.stride_a))])
-    b_ptr = b.gep(B, [b.mul(i, I64(spec.stride_b))])
-    c_ptr = b.gep(C, [b.mul(i, I64(spec.m * spec.n))])
-    b.call(gemm, [t_first, t_second, n_, rows, k_, alpha, b_ptr, ld_b, a_ptr, ld_a, beta,
-                  c_ptr, ld_c])
-    i.add_incoming(b.add(i, I64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
+
+    def one_batch_element(i):
+        a_ptr = b.gep(A, [b.mul(i, I64(spec.stride_a))])
+        b_ptr = b.gep(B, [b.mul(i, I64(spec.stride_b))])
+        c_ptr = b.gep(C, [b.mul(i, I64(spec.m * spec.n))])
+        b.call(gemm, [t_first, t_second, n_, rows, k_, alpha, b_ptr, ld_b, a_ptr, ld_a, beta,
+                      c_ptr, ld_c])
+    codegen.emit_loop(b, begin, end, one_batch_element)
     b.call(local, [previous])
     b.ret_void()
     return spec.name

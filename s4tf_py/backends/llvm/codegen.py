@@ -113,6 +113,27 @@ def _collapse(shape, operand_shapes, keep_split=None):
     return sizes, strides, split
 
 
+def emit_loop(b: ir.IRBuilder, lo, hi, body) -> None:
+    """``for i in [lo, hi): body(i)`` (i64 values, or python ints); ``b`` ends after the loop.
+    Every kernel generator (loop nests, gemm and convolution kernels) writes its loops so."""
+    lo = I64(lo) if isinstance(lo, int) else lo
+    hi = I64(hi) if isinstance(hi, int) else hi
+    pre = b.block
+    head = b.append_basic_block("head")
+    bod = b.append_basic_block("body")
+    after = b.append_basic_block("after")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64)
+    i.add_incoming(lo, pre)
+    b.cbranch(b.icmp_signed("<", i, hi), bod, after)
+    b.position_at_end(bod)
+    body(i)
+    i.add_incoming(b.add(i, I64(1), flags=["nsw"]), b.block)
+    b.branch(head)
+    b.position_at_end(after)
+
+
 def build_kernel(module: ir.Module, spec: KernelSpec) -> str:
     """Emit ``spec`` as a function in ``module``; returns its name."""
     n_in = len(spec.inputs)
@@ -181,21 +202,7 @@ def build_kernel(module: ir.Module, spec: KernelSpec) -> str:
 
     def loop(b, n, lo, body):
         """for i in [lo, n): body(b, i); returns the builder after the loop."""
-        pre = b.block
-        head = b.append_basic_block("head")
-        bod = b.append_basic_block("body")
-        after = b.append_basic_block("after")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64)
-        i.add_incoming(lo, pre)
-        b.cbranch(b.icmp_signed("<", i, n), bod, after)
-        b.position_at_end(bod)
-        body(b, i)
-        nxt = b.add(i, I64(1), flags=["nsw"])
-        i.add_incoming(nxt, b.block)
-        b.branch(head)
-        b.position_at_end(after)
+        emit_loop(b, lo, n, lambda i: body(b, i))
         return b
 
     def offsets(b, idx, dims_range):

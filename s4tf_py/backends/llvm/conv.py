@@ -43,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from . import codegen
+
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
 I32 = ir.IntType(32)
@@ -496,23 +498,7 @@ class _Emitter:
 
     def loop(self, lo, hi, body):
         """``for i in [lo, hi): body(i)`` (lo/hi: python ints or i64 values)."""
-        b = self.b
-        lo = I64(lo) if isinstance(lo, int) else lo
-        hi = I64(hi) if isinstance(hi, int) else hi
-        pre = b.block
-        head = b.append_basic_block("head")
-        bod = b.append_basic_block("body")
-        after = b.append_basic_block("after")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64)
-        i.add_incoming(lo, pre)
-        b.cbranch(b.icmp_signed("<", i, hi), bod, after)
-        b.position_at_end(bod)
-        body(i)
-        i.add_incoming(b.add(i, I64(1), flags=["nsw"]), b.block)
-        b.branch(head)
-        b.position_at_end(after)
+        codegen.emit_loop(self.b, lo, hi, body)
 
     def loop_const(self, n, body):
         """A loop of ``n`` (python int) iterations, or a direct call with 0 when ``n == 1``."""
