@@ -21,13 +21,8 @@ from s4tf_py.ir.registry import REGISTRY
 ROWS = optable.load_all_rows()
 
 
-@pytest.fixture(autouse=True)
-def _on_the_reference_backend():
-    """Derivative rules are checked against finite differences on the interpreter, where an
-    order-2 check's many small graphs cost nothing to compile; that the LLVM backend computes
-    the same gradients is tests/test_backend_parity.py's job (every row, forward and VJP)."""
-    with s4.default_device(s4.Device("reference")):
-        yield
+# derivative rules against finite differences, on the interpreter (see conftest.py)
+pytestmark = pytest.mark.usefixtures("on_the_reference_backend")
 
 
 def _grad_dtype(r):

@@ -41,10 +41,9 @@ class _PaddedInputs:
         self.buffers: list = []
 
     def __call__(self, x):
-        for j in range(len(self.buffers)):
-            # references: the list, getrefcount's argument
-            if _getrefcount(self.buffers[j]) <= 2:
-                return conv.pad_input(x, self.eqn, self.buffers[j])
+        j = _free_index(self.buffers)
+        if j >= 0:
+            return conv.pad_input(x, self.eqn, self.buffers[j])
         out = conv.pad_input(x, self.eqn)
         if out is not x and len(self.buffers) < POOL_DEPTH:
             self.buffers.append(out)
@@ -286,14 +285,23 @@ class _Pool:
 POOL_DEPTH = 3
 
 
+def _free_index(arrays: list) -> int:
+    """The index of a buffer in ``arrays`` that nothing but the list references, or -1."""
+    for j in range(len(arrays)):
+        # references: the list, getrefcount's argument (no loop variable: enumerate's
+        # recycled tuple would hold one more)
+        if _getrefcount(arrays[j]) <= 2:
+            return j
+    return -1
+
+
 def _buffer(pool: "_Pool"):
     """(buffer, its address) for a kernel output: one of its earlier calls' buffers that
     nothing but the pool holds any more, else a new one."""
     arrays = pool.arrays
-    for j in range(len(arrays)):
-        # references: the list, getrefcount's argument (enumerate's recycled tuple would hold one)
-        if _getrefcount(arrays[j]) <= 2:
-            return arrays[j], pool.addresses[j]
+    j = _free_index(arrays)
+    if j >= 0:
+        return arrays[j], pool.addresses[j]
     a = np.empty(pool.shape, dtype=pool.dtype)
     if len(arrays) >= POOL_DEPTH:
         arrays.pop(0)
