@@ -6,6 +6,7 @@ is not installed is reported as such, never silently left out.
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -125,3 +126,24 @@ def add_ratios(rows: list[dict], baseline: str) -> None:
     for r in rows:
         if base is not None and "median_s" in r:
             r["ratio_vs_s4tf_py"] = r["median_s"] / base
+
+
+def check_losses(losses: dict, reference: str = "torch") -> None:
+    """Every implementation's losses at steps 1 and 2 agree with the reference's: step 1 is the
+    loss at the shared initial weights, step 2 after one update (a looser bound)."""
+    if reference not in losses:
+        return
+    ref = losses[reference]
+    for impl, ls in losses.items():
+        if abs(ls[0] - ref[0]) > 1e-4 or abs(ls[1] - ref[1]) > 1e-3 * max(1.0, abs(ref[1])):
+            raise AssertionError(f"{impl} losses {ls} disagree with {reference}'s {ref}")
+
+
+def main(run, doc: str, argv=None) -> int:
+    """The command line every benchmark module shares: ``[--quick] [--out DIR]``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    ap.add_argument("--out", help="directory for the JSON result (benchmarks/results)")
+    args = ap.parse_args(argv)
+    run(quick=args.quick, out_dir=args.out)
+    return 0

@@ -19,7 +19,6 @@ and the loss after one update too. Ratio = peer time / s4tf_py time (higher is b
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 try:
@@ -202,12 +201,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
                      **C.median_per_op(jax_step, ops_per_batch=1, repeats=R),
                      "first_losses": losses["jax"]})
 
-    if "torch" in losses:
-        ref = losses["torch"]
-        for impl, ls in losses.items():
-            # step 1: the loss at the shared initial weights; step 2: after one SGD update
-            if abs(ls[0] - ref[0]) > 1e-4 or abs(ls[1] - ref[1]) > 1e-3 * max(1.0, abs(ref[1])):
-                raise AssertionError(f"{impl} losses {ls} disagree with torch's {ref}")
+    C.check_losses(losses)
 
     C.add_ratios(rows, BASELINE)
     C.print_table(f"LeNet-5 training step (SGD), batch {BATCH}x1x28x28, float32; "
@@ -221,12 +215,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out")
-    args = ap.parse_args(argv)
-    run(quick=args.quick, out_dir=args.out)
-    return 0
+    return C.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ s4tf_py time (higher is better). GFLOP/s (2 n^3 flops per product) is printed pe
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 try:
@@ -94,12 +93,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out")
-    args = ap.parse_args(argv)
-    run(quick=args.quick, out_dir=args.out)
-    return 0
+    return C.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ one update too (so the optimizer agrees). Ratio = peer time / s4tf_py time (high
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 try:
@@ -187,12 +186,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
                      **C.median_per_op(jax_step, ops_per_batch=1, repeats=R),
                      "first_losses": losses["jax"]})
 
-    if "torch" in losses:
-        ref = losses["torch"]
-        for impl, ls in losses.items():
-            # step 1: the loss at the shared initial weights; step 2: after one Adam update
-            if abs(ls[0] - ref[0]) > 1e-4 or abs(ls[1] - ref[1]) > 1e-3 * max(1.0, abs(ref[1])):
-                raise AssertionError(f"{impl} losses {ls} disagree with torch's {ref}")
+    C.check_losses(losses)
 
     C.add_ratios(rows, BASELINE)
     C.print_table(f"MLP {'-'.join(map(str, SIZES))} training step (Adam), batch {BATCH}, "
@@ -206,12 +200,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out")
-    args = ap.parse_args(argv)
-    run(quick=args.quick, out_dir=args.out)
-    return 0
+    return C.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

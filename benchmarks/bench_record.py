@@ -16,7 +16,6 @@ target of issue 2 is <= 5 us per recorded op on this machine. Measured in one pr
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 try:
@@ -114,12 +113,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
-    ap.add_argument("--out", help="directory for the JSON result (benchmarks/results)")
-    args = ap.parse_args(argv)
-    run(quick=args.quick, out_dir=args.out)
-    return 0
+    return C.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":
