@@ -23,6 +23,7 @@ BENCHMARKS = {
     "matmul": "bench_matmul",
     "mlp": "bench_mlp",
     "lenet": "bench_lenet",
+    "rows": "bench_rows",
     "compile": "bench_compile",
 }
 

@@ -67,11 +67,14 @@ def test_a_large_product_is_split_across_the_pool_and_matches_numpy():
     np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
 
 
-def test_integer_and_half_precision_products_stay_on_numpy():
-    for dtype in (s4.int32, s4.float16):
+def test_integer_products_stay_on_numpy_and_half_precision_ones_widen_to_float32():
+    x = s4.ones((3, 4), dtype=s4.int32)
+    kinds, _ = _plan_kinds(lambda a, b: a @ b, x, s4.ones((4, 2), dtype=s4.int32))
+    assert "dot" not in kinds and "host" in kinds
+    for dtype in (s4.float16, s4.bfloat16):
         x = s4.ones((3, 4), dtype=dtype)
         kinds, _ = _plan_kinds(lambda a, b: a @ b, x, s4.ones((4, 2), dtype=dtype))
-        assert "dot" not in kinds and "host" in kinds
+        assert "dot" in kinds and "host" not in kinds, kinds
 
 
 _OPENBLAS_THREADS = """

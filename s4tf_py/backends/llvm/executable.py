@@ -114,7 +114,7 @@ def _build_program(fn: Function, threads: int):
         spec, in_vars, out_vars = _spec(s, k, last_read, fn_outputs, len(specs), host_made)
         for e in spec.pre_host:
             program.append(["host", e])
-        if not spec.outputs and not spec.reductions:
+        if not spec.outputs and not spec.row_outputs:
             continue                      # nothing anyone reads (e.g. inlined constants)
         specs.append(spec)
         program.append(["kernel", spec, in_vars, out_vars])
@@ -315,40 +315,56 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
     spec = codegen.KernelSpec(name=f"k_{serial}", shape=g.shape, inputs=[])
     in_vars, slot = [], {}
     inlined = {e.outs[0] for e in g.eqns if e.prim.name == "constant"}
+    red = g.reduce_ndim
+    kept = g.shape[:len(g.shape) - red]
+
+    def read(v, shape, strides=None, key=None):
+        """The value index of input ``v`` read as ``shape`` broadcast into the loop."""
+        key = v if key is None else key
+        if key not in slot:
+            slot[key] = len(in_vars)
+            in_vars.append(v)
+            spec.inputs.append(codegen.Operand(tuple(shape), v.aval.dtype, strides))
+        return slot[key]
+
     for e in g.eqns:
-        if e.prim.name == "reshape":
+        name, out = e.prim.name, e.outs[0]
+        if name == "reshape" and e.inputs[0] in g.produced:
+            continue                              # a per-row value with other unit axes
+        if name == "reshape":
             # read the input's buffer with the reshaped shape
-            v, out = e.inputs[0], e.outs[0]
-            slot[out] = len(in_vars)
-            in_vars.append(v)
-            spec.inputs.append(codegen.Operand(tuple(out.aval.shape), out.aval.dtype))
-            continue
-        if e.prim.name == "window_view":
-            v, out = e.inputs[0], e.outs[0]
+            slot[out] = read(e.inputs[0], out.aval.shape, key=out)
+        elif name == "window_view":
             prm = dict(e.params)
-            slot[out] = len(in_vars)
-            in_vars.append(v)
-            spec.inputs.append(codegen.Operand(
-                tuple(out.aval.shape), out.aval.dtype,
-                _window_strides(prm["in_shape"], prm["window"], prm["strides"], g.shape)))
-            continue
-        if e.prim.name == "transpose":
+            slot[out] = read(e.inputs[0], out.aval.shape, _window_strides(
+                prm["in_shape"], prm["window"], prm["strides"], g.shape), key=out)
+        elif name == "transpose":
             # read the input's buffer with permuted strides
-            v, out = e.inputs[0], e.outs[0]
-            slot[out] = len(in_vars)
-            in_vars.append(v)
-            spec.inputs.append(codegen.Operand(
-                tuple(out.aval.shape), out.aval.dtype,
-                _transposed_strides(v.aval.shape, dict(e.params)["permutation"], g.shape)))
-            continue
-        for v in e.inputs:
-            if v not in g.produced and v not in slot:
-                slot[v] = len(in_vars)
-                in_vars.append(v)
-                spec.inputs.append(codegen.Operand(tuple(v.aval.shape), v.aval.dtype))
+            v = e.inputs[0]
+            slot[out] = read(v, out.aval.shape, _transposed_strides(
+                v.aval.shape, dict(e.params)["permutation"], g.shape), key=out)
+        elif name not in _REDUCE_KIND and out in g.row_values and \
+                len(out.aval.shape) < len(g.shape):
+            # an op over per-row values shaped ``kept``: its inputs from outside broadcast
+            # into ``kept``, so they are read aligned to the kept axes
+            for v in e.inputs:
+                if v not in g.produced:
+                    n = len(kept) - v.aval.ndim
+                    slot[(v, "row")] = read(v, (1,) * n + tuple(v.aval.shape) + (1,) * red,
+                                            key=(v, "row"))
+        else:
+            for v in e.inputs:
+                if v not in g.produced:
+                    read(v, v.aval.shape)
     values = [op.dtype for op in spec.inputs]
-    ops, reductions = [], []
+    ops = []
     n_in = len(in_vars)
+
+    def arg(v, e):
+        if (v, "row") in slot and e.outs[0] in g.row_values and \
+                len(e.outs[0].aval.shape) < len(g.shape):
+            return slot[(v, "row")]
+        return slot[v]
     for e in g.eqns:
         p, out = e.prim, e.outs[0]
         if p.name == "constant":
@@ -356,36 +372,36 @@ def _spec(g: Group, step_index, last_read, fn_outputs, serial, host_made):
             slot[out] = n_in + len(ops)
             ops.append(("const", prm["value"], prm["dtype"]))
             values.append(prm["dtype"])
-        elif p.name == "broadcast_to":
+        elif p.name == "broadcast_to" or (p.name == "reshape" and e.inputs[0] in g.produced):
             slot[out] = slot[e.inputs[0]]            # broadcasting lives in the load strides
         elif p.name in ("reshape", "transpose", "window_view"):
             pass                                     # an aliased input (above)
         elif p.name in _REDUCE_KIND:
-            reductions.append((out, _REDUCE_KIND[p.name], slot[e.inputs[0]]))
+            slot[out] = n_in + len(ops)
+            ops.append(("reduce", _REDUCE_KIND[p.name], slot[e.inputs[0]], out.aval.dtype))
+            values.append(out.aval.dtype)
         else:
             slot[out] = n_in + len(ops)
-            ops.append((p.llvm, [slot[v] for v in e.inputs], [v.aval.dtype for v in e.inputs],
+            ops.append((p.llvm, [arg(v, e) for v in e.inputs], [v.aval.dtype for v in e.inputs],
                         out.aval.dtype, e.params_dict()))
             values.append(out.aval.dtype)
     spec.ops, spec.values = ops, values
-    out_vars, pre_host = [], []
+    out_vars, row_vars, pre_host = [], [], []
     for e in g.eqns:
         out = e.outs[0]
-        if e.prim.name in _REDUCE_KIND or out in inlined:
+        if out in inlined or not (last_read.get(out, -1) > step_index or out in fn_outputs):
             continue
-        if last_read.get(out, -1) > step_index or out in fn_outputs:
-            if out.aval.shape == g.shape and (e.prim.name != "reshape" or
-                                               _only_eqn(g, e)):
-                spec.outputs.append(slot[out])
-                out_vars.append(out)
-            else:
-                pre_host.append(e)        # a smaller value others read: compute it on the host
+        if out in g.row_values:
+            spec.row_outputs.append(slot[out])       # stored once per row
+            row_vars.append(out)
+        elif out.aval.shape == g.shape and (e.prim.name != "reshape" or _only_eqn(g, e)):
+            spec.outputs.append(slot[out])
+            out_vars.append(out)
+        else:
+            pre_host.append(e)            # a smaller value others read: compute it on the host
     spec.pre_host = _closure_in_group(pre_host, g)
-    for out, kind, val in reductions:
-        spec.reductions.append(codegen.Reduction(kind, val, out.aval.dtype))
-        out_vars.append(out)
-    spec.reduce_ndim = g.reduce_ndim if reductions else 0
-    return spec, in_vars, out_vars
+    spec.reduce_ndim = red if spec.row_outputs or any(o[0] == "reduce" for o in ops) else 0
+    return spec, in_vars, out_vars + row_vars
 
 
 def _only_eqn(g: Group, e) -> bool:
@@ -471,7 +487,7 @@ def _prepare(step, addresses):
     sizes, _, split = codegen._collapse(
         shape, [codegen.Strided(op.strides) if op.strides is not None else op.shape
                 for op in spec.inputs] + [shape] * len(spec.outputs) +
-        [shape[:len(shape) - red] + (1,) * red] * len(spec.reductions),
+        [shape[:len(shape) - red] + (1,) * red] * len(spec.row_outputs),
         keep_split=len(shape) - red if red else None)
     if split is None:
         split = len(sizes)

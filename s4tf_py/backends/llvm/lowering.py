@@ -410,6 +410,10 @@ for _name in LIBM_FUNCTIONS:
     LOWERINGS[_name] = _math1(_name)
 
 
+#: lowerings costing tens of instructions an element (worth storing rather than recomputing)
+EXPENSIVE = frozenset(LOWERINGS[n] for n in LIBM_FUNCTIONS + ("pow", "atan2"))
+
+
 def _mathlib_has(name) -> bool:
     try:
         from . import mathlib

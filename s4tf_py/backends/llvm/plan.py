@@ -4,8 +4,9 @@
 (:func:`_sink_fusible`), then walks the equations in order and grows *fusion groups* over one
 iteration shape: elementwise primitives (those with an ``llvm`` slot), broadcasts (load
 strides), reshapes and transposes of buffers in memory (reads with other strides), constants
-(inlined), optionally closed by reductions over trailing axes (elementwise producers fuse into
-the reduction). Reductions over other axes, pooling windows and bias-gradient sums are
+(inlined) and reductions over trailing axes (elementwise producers fuse into the reduction).
+After a reduction the group becomes a row kernel (see :class:`Group`): softmax, log-softmax,
+layer/RMS norm and cross-entropy are one kernel each. Reductions over other axes, pooling windows and bias-gradient sums are
 rewritten into forms that fit (a transposed read, a strided window view, ``ones @ x``).
 float32/64 products and convolutions become ``("dot", eqn)`` / ``("conv", eqn)`` steps; an
 equation that fits nothing (a gather, control flow, linalg...) is a ``("host", eqn)`` step run
@@ -37,34 +38,61 @@ def _trailing(e):
 
 
 class Group:
-    """Equations fused into one kernel over ``shape`` (+ trailing reductions)."""
+    """Equations fused into one kernel over ``shape``, with reductions over its trailing axes.
+
+    After a first reduction the group is a *row kernel*: for each row (the kept axes ``kept``)
+    it may go on with ops on per-row values (the reduction results, ``row_values``: shape
+    ``kept`` or ``kept + (1,) * reduce_ndim``), further full-shape ops reading them broadcast,
+    and further reductions over the same axes. Softmax ``exp(x - max(x)) / sum(...)`` is then
+    one kernel whose row loop makes three cache-hot passes over each row (codegen stages)."""
 
     def __init__(self, shape):
         self.shape = tuple(shape)
         self.eqns = []
         self.produced = set()
         self.reduce_ndim = 0
-        self.closed = False           # a reduction joined: nothing more can
+        self.row_values: set = set()  # produced per-row values (reductions and ops on them)
+        self.closed = False           # nothing more can join
+
+    @property
+    def kept(self) -> tuple:
+        return self.shape[:len(self.shape) - self.reduce_ndim]
+
+    def row_shape(self, shape) -> bool:
+        """Whether ``shape`` is a per-row shape (``kept`` or ``kept + (1,)*r``)."""
+        return self.reduce_ndim > 0 and tuple(shape) in (
+            self.kept, self.kept + (1,) * self.reduce_ndim)
 
     def add(self, e):
         self.eqns.append(e)
         self.produced.update(e.outs)
-        if e.prim.name in _REDUCE_KIND:
+        name = e.prim.name
+        if name in _REDUCE_KIND:
             self.reduce_ndim = len(dict(e.params)["axes"])
-            self.closed = True
+            self.row_values.add(e.outs[0])
+            # a reduction over size-1 axes leaves per-row values of the full shape: stop there
+            self.closed = self.kept + (1,) * self.reduce_ndim == self.shape
+        elif self.reduce_ndim and e.outs[0].aval.shape != self.shape and \
+                any(v in self.row_values for v in e.inputs):
+            self.row_values.add(e.outs[0])
 
     def accepts(self, e) -> bool:
         if self.closed:
             return False
         name = e.prim.name
         if name in _REDUCE_KIND:
-            return e.inputs[0].aval.shape == self.shape and _trailing(e)
+            return (e.inputs[0].aval.shape == self.shape and _trailing(e) and
+                    (not self.reduce_ndim or len(dict(e.params)["axes"]) == self.reduce_ndim))
         if name == "constant":
             return _broadcastable(e.outs[0].aval.shape, self.shape)
         out_shape = e.outs[0].aval.shape
         if name in ("reshape", "transpose"):
+            if name == "reshape" and e.inputs[0] in self.row_values:
+                return self.row_shape(out_shape)      # per-row value, other unit axes
             # a reshape or transpose of a buffer in memory is a read with other strides
             return e.inputs[0] not in self.produced and _broadcastable(out_shape, self.shape)
+        if self.reduce_ndim and any(v in self.row_values for v in e.inputs):
+            return self._accepts_row_reader(e)
         if out_shape == self.shape:
             return all(v not in self.produced or v.aval.shape == self.shape or
                        _broadcastable(v.aval.shape, self.shape) for v in e.inputs)
@@ -72,6 +100,26 @@ class Group:
         # it saves a pass): only from values that are themselves small
         return _broadcastable(out_shape, self.shape) and all(
             v not in self.produced or v.aval.shape != self.shape for v in e.inputs)
+
+    def _accepts_row_reader(self, e) -> bool:
+        """An elementwise op reading per-row values: full-shape (reading them broadcast, as
+        ``kept + (1,)*r``) or itself per-row (reading other per-row values and values that
+        broadcast into its shape)."""
+        out_shape = tuple(e.outs[0].aval.shape)
+        bcast = self.kept + (1,) * self.reduce_ndim
+        if out_shape == self.shape:
+            return all(v.aval.shape == bcast if v in self.row_values else
+                       (v not in self.produced or v.aval.shape == self.shape or
+                        _broadcastable(v.aval.shape, self.shape)) for v in e.inputs)
+        if not self.row_shape(out_shape):
+            return False
+        # other inputs: values from outside that broadcast into the op's shape, or (made in
+        # the group, so aligned with the full shape) scalars and same-rank broadcasts
+        return all(v.aval.shape == out_shape if v in self.row_values else
+                   _broadcastable(v.aval.shape, out_shape) and (
+                       v not in self.produced or v.aval.ndim == 0 or
+                       len(out_shape) == len(self.shape))
+                   for v in e.inputs)
 
 
 def _elementwise(e) -> bool:
@@ -91,7 +139,36 @@ def _float_to_int(e) -> bool:
 def plan(fn: Function):
     """Steps ``("group", Group)``, ``("dot", eqn)`` and ``("host", eqn)`` in a
     dependency-respecting order."""
-    return _plan(_sink_fusible(fn.eqns))
+    return _plan(_sink_fusible(_widen_low_precision_products(fn.eqns)))
+
+
+def _widen_low_precision_products(eqns):
+    """float16/bfloat16 products as float32 gemms: ``convert(dot(convert(a), convert(b)))``.
+    The operands' casts fuse into the kernels that make them, and the product accumulates
+    in float32 (as the reference computes it); numpy has no BLAS for these types."""
+    from ... import dtypes as dt
+    from ...ops._core import CONVERT
+    f32 = np.dtype(np.float32)
+    out = []
+    for e in eqns:
+        if e.prim.name != "dot_general" or e.inputs[0].aval.dtype not in dt.LOW_PRECISION or \
+                e.inputs[1].aval.dtype != e.inputs[0].aval.dtype:
+            out.append(e)
+            continue
+        wide = []
+        for v in e.inputs:
+            w = Var(AVal(tuple(v.aval.shape), f32, False))
+            out.append(Eqn(CONVERT, (v,), (("dtype", f32),), (w,), e.loc))
+            wide.append(w)
+        params = tuple((k, v) for k, v in e.params if k != "preferred")
+        res = e.outs[0]
+        if res.aval.dtype == f32:
+            out.append(Eqn(e.prim, tuple(wide), params, e.outs, e.loc))
+            continue
+        r32 = Var(AVal(tuple(res.aval.shape), f32, False))
+        out.append(Eqn(e.prim, tuple(wide), params, (r32,), e.loc))
+        out.append(Eqn(CONVERT, (r32,), (("dtype", res.aval.dtype),), (res,), e.loc))
+    return out
 
 
 def _fusible(e) -> bool:
@@ -252,7 +329,7 @@ def _split_group(g: Group):
     (they read nothing ``g`` computes at full shape, so the order is safe)."""
     by_out = {o: e for e in g.eqns for o in e.outs}
     need, stack = set(), [e for e in g.eqns if e.outs[0].aval.shape == g.shape or
-                          e.prim.name in _REDUCE_KIND]
+                          e.prim.name in _REDUCE_KIND or e.outs[0] in g.row_values]
     while stack:
         e = stack.pop()
         if id(e) in need:
