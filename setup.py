@@ -47,6 +47,7 @@ extras = {
 BUILD = ["setuptools>=68", "wheel", "pybind11>=2.11", "cffi>=1.16"]
 extras["test"] = sorted({
     "pytest>=7.4", "pytest-xdist>=3.5", "hypothesis>=6.90", TORCH, "transformers>=4.44",
+    "safetensors>=0.8",   # the checkpoint tests cross-check our files with the library's API
     *extras["xla"], *extras["mkl"], *BUILD,
 })
 
@@ -83,6 +84,7 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.66",
         "scikit-learn>=1.3",
+        "pillow>=10.0",
         "threadpoolctl>=3.1",
     ],
     extras_require=extras,

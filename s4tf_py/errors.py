@@ -60,6 +60,24 @@ class ExecutionError(S4TFError, RuntimeError):
     """An op failed while a graph ran (e.g. a NaN cast to an integer)."""
 
 
+class CheckpointError(S4TFError, ValueError):
+    """A checkpoint that cannot be read (truncated, not safetensors, a directory without one) or
+    written; the message names the path and the problem, and ``path`` holds the path."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose names, shapes or dtypes do not fit the model; ``report`` (a
+    ``s4tf_py.checkpoint.LoadReport``) lists the missing, unexpected and mismatched keys."""
+
+    def __init__(self, message: str, path=None, report=None):
+        super().__init__(message, path)
+        self.report = report
+
+
 def op_error(cls, op: str, message: str, operands=(), loc=None):
     """Build an error of ``cls`` that names the op, its operands and the user's line."""
     from .tensor import describe

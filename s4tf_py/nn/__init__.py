@@ -1,5 +1,6 @@
-"""``s4.nn``: layers (``Layer``, ``Dense``) and neural-network functions (``s4.nn.functional``)."""
-from . import functional
+"""``s4.nn``: layers (``Layer``, ``Dense``), initializers (``s4.nn.initializers``) and
+neural-network functions (``s4.nn.functional``)."""
+from . import functional, initializers
 from .layer import Dense, Layer, glorot_uniform
 
-__all__ = ["functional", "Layer", "Dense", "glorot_uniform"]
+__all__ = ["functional", "initializers", "Layer", "Dense", "glorot_uniform"]

@@ -48,6 +48,53 @@ class Layer(Differentiable):
             out.extend(_named(getattr(self, name), prefix + name))
         return out
 
+    def state_dict(self, prefix: str = "") -> dict[str, Tensor]:
+        """Every tensor of this layer and its sub-layers by key path, ``prefix`` prepended.
+
+        A superset of :meth:`named_parameters` (same names, same tensors): it also holds the
+        fields marked ``s4.no_derivative`` that hold tensors (state such as running
+        statistics, frozen sub-layers). This is what ``s4.save(layer, path)`` writes.
+
+        >>> import s4tf_py as s4
+        >>> class Scaled(s4.nn.Layer):
+        ...     dense: s4.nn.Dense
+        ...     running_mean: s4.Tensor = s4.no_derivative(default=None)
+        ...     def __call__(self, x):
+        ...         return self.dense(x) - self.running_mean
+        >>> m = Scaled(dense=s4.nn.Dense(2, 3, seed=0), running_mean=s4.zeros((3,)))
+        >>> [n for n, _ in m.named_parameters()], list(m.state_dict())
+        (['dense.weight', 'dense.bias'], ['dense.weight', 'dense.bias', 'running_mean'])
+        """
+        from ..checkpoint import state_dict
+        return state_dict(self, prefix)
+
+    def load_state(self, source, strict: bool = True, *, name_map=None):
+        """Set this layer's tensors from a checkpoint, in place; returns a ``LoadReport``.
+
+        ``source``: a checkpoint path (file, or a sharded folder; read tensor by tensor, so
+        peak memory stays near one copy of the model), what ``s4.load`` returned, an open
+        ``CheckpointReader``, a dict of key path to tensor or array, or another layer.
+        Fields are rebound to new tensors, as ``move(along=)`` does: tensors held elsewhere
+        keep their values. Each tensor keeps its device; a floating-point checkpoint tensor
+        is converted to the model's float dtype (listed in ``report.cast``).
+
+        ``strict=True``: unless every key matches in name and shape, raises
+        ``CheckpointMismatchError`` listing the missing, unexpected and mismatched keys with
+        their shapes, and changes nothing. ``strict=False`` loads the keys that match and
+        reports the rest in the returned ``LoadReport``. ``name_map`` renames the
+        checkpoint's keys (a dict, or a function giving the new name or None to drop it).
+
+        >>> import s4tf_py as s4
+        >>> a, b = s4.nn.Dense(2, 3, seed=0), s4.nn.Dense(2, 3, seed=1)
+        >>> old = b.weight
+        >>> b.load_state({"weight": a.weight}, strict=False).missing
+        ['bias']
+        >>> bool(s4.all(b.weight == a.weight)), bool(s4.all(old == b.weight))
+        (True, False)
+        """
+        from ..checkpoint import load_state
+        return load_state(self, source, strict, name_map=name_map)
+
 
 def _named(v, path):
     if isinstance(v, Tensor):
