@@ -228,3 +228,20 @@ def test_random_row_programs_match_the_reference(prog):
             res[dev] = [t.numpy() for t in f(s4.Tensor(v))]
     for got, want in zip(res[LLVM], res[REF]):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float16])
+def test_low_precision_convolutions_run_as_float32_kernels(dtype):
+    x = rng.standard_normal((2, 9, 9, 3)).astype(dtype)
+    w = rng.standard_normal((3, 3, 3, 4)).astype(dtype)
+    f = lambda x, w: s4.nn.functional.conv2d(x, w, padding="same")  # noqa: E731
+    fn = optimize(s4.trace(f, s4.Tensor(x), s4.Tensor(w)))
+    kinds = [(k, getattr(s, "prim", None) and s.prim.name) for k, s in executable.plan(fn)]
+    assert ("conv", "conv_general") in kinds, kinds
+    out = {}
+    for dev in (LLVM, REF):
+        with s4.default_device(dev):
+            out[dev] = s4.compile(f)(s4.Tensor(x), s4.Tensor(w)).numpy()
+    assert out[LLVM].dtype == np.dtype(dtype)
+    np.testing.assert_allclose(out[LLVM].astype(np.float32), out[REF].astype(np.float32),
+                               rtol=1e-2, atol=1e-2)

@@ -143,15 +143,17 @@ def plan(fn: Function):
 
 
 def _widen_low_precision_products(eqns):
-    """float16/bfloat16 products as float32 gemms: ``convert(dot(convert(a), convert(b)))``.
-    The operands' casts fuse into the kernels that make them, and the product accumulates
-    in float32 (as the reference computes it); numpy has no BLAS for these types."""
+    """float16/bfloat16 products and convolutions in float32:
+    ``convert(dot(convert(a), convert(b)))``. The operands' casts fuse into the kernels that
+    make them, and the product accumulates in float32 (as the reference computes it); numpy
+    has no BLAS for these types."""
     from ... import dtypes as dt
     from ...ops._core import CONVERT
     f32 = np.dtype(np.float32)
     out = []
     for e in eqns:
-        if e.prim.name != "dot_general" or e.inputs[0].aval.dtype not in dt.LOW_PRECISION or \
+        if e.prim.name not in ("dot_general", "conv_general") or \
+                e.inputs[0].aval.dtype not in dt.LOW_PRECISION or \
                 e.inputs[1].aval.dtype != e.inputs[0].aval.dtype:
             out.append(e)
             continue
