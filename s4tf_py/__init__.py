@@ -17,6 +17,7 @@ from .errors import (CheckpointError, CheckpointMismatchError, ConcretizationErr
                      ExecutionError, IRError, S4TFError, ShapeError)
 from .lazy import barrier, clear_caches, compile, metrics, reset_metrics, trace
 from .tensor import Tensor
+from .nn.context import learning_phase
 from .array_api_info import __array_namespace_info__
 from .autodiff import (Differentiable, DifferentiationError, check_grads, derivative,
                        differentiable, differentiable_function, differentiable_struct, gradient,
@@ -66,4 +67,4 @@ __all__ = sorted(
        "S4TFError", "ShapeError", "DTypeError", "IRError", "ConcretizationError", "ExecutionError",
        "CheckpointError", "CheckpointMismatchError", "data", "losses", "train", "optimizers",
        "save", "load",
-       "open_checkpoint", "save_training_state", "load_training_state"])
+       "open_checkpoint", "save_training_state", "load_training_state", "learning_phase"])

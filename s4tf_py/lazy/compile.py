@@ -23,6 +23,10 @@ from .. import tree
 from ..backends import get_backend
 from ..device import get_default_device
 from ..errors import user_location
+
+#: functions whose results a trace depends on besides its arguments (e.g. the learning phase:
+#: dropout traces differently in training); each compiled function's cache key includes them
+TRACE_CONTEXT: list = []
 from ..ir import graph
 from ..ir.function import collect, function_from_graph, structural_key
 from ..tensor import Tensor, wrap
@@ -87,9 +91,10 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if _trace_depth[0]:        # called inside another trace: inline the body
             return self.fn(*args, **kwargs)
+        ctx = tuple(f() for f in TRACE_CONTEXT) if TRACE_CONTEXT else ()
         if not kwargs:
             # fast path: positional Tensors only (the common training-step call)
-            fast_key = []
+            fast_key = [ctx]
             for a in args:
                 if type(a) is not Tensor:
                     break
@@ -101,14 +106,14 @@ class CompiledFunction:
                     return self._run_fast(entry, args)
         flat, in_tree = tree.flatten((args, kwargs))
         kinds = tuple(_classify(v) for v in flat)
-        key = (in_tree, kinds)
+        key = (in_tree, kinds, ctx)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._trace(flat, in_tree, kinds)
             self._cache[key] = entry
             if not kwargs and all(type(a) is Tensor for a in args):
-                self._fast[tuple((a._node.shape, a._node.dtype, a._node.weak, a._node.device)
-                                 for a in args)] = entry
+                self._fast[(ctx,) + tuple((a._node.shape, a._node.dtype, a._node.weak,
+                                           a._node.device) for a in args)] = entry
         inputs = []
         for v, k in zip(flat, kinds):
             if k[0] == "t":
