@@ -222,7 +222,7 @@ def _host_array(v, name: str, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _write_safetensors(f: BinaryIO, tensors: dict, doc: dict) -> None:
+def _write_safetensors(f: BinaryIO, tensors: dict, doc: dict, extra=None) -> None:
     entries = []
     for name, v in tensors.items():
         if not isinstance(name, str):
@@ -240,7 +240,8 @@ def _write_safetensors(f: BinaryIO, tensors: dict, doc: dict) -> None:
     # largest items first, then by name: every tensor starts aligned to its item size (the
     # order safetensors' own writer uses, so readers can map tensors without copying)
     entries.sort(key=lambda e: (-e[3].itemsize, e[0]))
-    header: dict = {"__metadata__": {METADATA_KEY: json.dumps(doc, default=_json_default)}}
+    header: dict = {"__metadata__": {**(extra or {}),
+                                     METADATA_KEY: json.dumps(doc, default=_json_default)}}
     offset = 0
     for name, _, shape, dtype, nbytes in entries:
         header[name] = {"dtype": _CODE[dtype], "shape": list(shape),
@@ -298,18 +299,24 @@ def _atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     _fsync_dir(directory)
 
 
-def save(obj, path: PathLike, *, metadata: Mapping | None = None) -> None:
+def save(obj, path: PathLike, *, metadata: Mapping | None = None,
+         header_metadata: Mapping[str, str] | None = None) -> None:
     """Write ``obj``'s tensors to ``path`` as safetensors, atomically.
 
     ``obj``: a layer or struct (every tensor field, parameters and ``s4.no_derivative`` state),
     a dict of tensors or numpy arrays, or a nest of dicts, lists and tuples of them; tensors
     are named by key path (``block.0.conv.filter``). ``metadata``: a dict of JSON values
     (step, config, ...), returned by ``load(path).metadata``. All dtypes round-trip exactly
-    (bool, int8-64, uint8-64, float16, bfloat16, float32, float64).
+    (bool, int8-64, uint8-64, float16, bfloat16, float32, float64). ``header_metadata``:
+    string entries for the file's own ``__metadata__`` map, which other tools read (e.g.
+    ``{"format": "pt"}``, which transformers asks of a checkpoint).
     """
     tensors = state_dict(obj)
     doc = _document(metadata, obj)
-    _atomic_write(path, lambda f: _write_safetensors(f, tensors, doc))
+    extra = dict(header_metadata or {})
+    if any(not isinstance(k, str) or not isinstance(v, str) for k, v in extra.items()):
+        raise TypeError("save: header_metadata must map strings to strings")
+    _atomic_write(path, lambda f: _write_safetensors(f, tensors, doc, extra))
 
 
 # ---- reading ----------------------------------------------------------------------------------
