@@ -48,6 +48,7 @@ BUILD = ["setuptools>=68", "wheel", "pybind11>=2.11", "cffi>=1.16"]
 extras["test"] = sorted({
     "pytest>=7.4", "pytest-xdist>=3.5", "hypothesis>=6.90", TORCH, "transformers>=4.44",
     "safetensors>=0.8",   # the checkpoint tests cross-check our files with the library's API
+    "protobuf>=3.20",     # transformers reads a bare tokenizer.model through it
     *extras["xla"], *extras["mkl"], *BUILD,
 })
 
@@ -75,6 +76,7 @@ setup(
               + ["s4tf_models." + p for p in find_packages(where="models")]),
     package_dir={"s4tf_models": "models"},
     include_package_data=False,
+    package_data={"s4tf_models.gemma": ["assets/*.model"]},
     install_requires=[
         "numpy>=1.26,<3",
         "ml_dtypes>=0.4",
@@ -85,6 +87,7 @@ setup(
         "tqdm>=4.66",
         "scikit-learn>=1.3",
         "pillow>=10.0",
+        "sentencepiece>=0.2",
         "threadpoolctl>=3.1",
     ],
     extras_require=extras,

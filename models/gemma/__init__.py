@@ -6,8 +6,9 @@
 """
 from .checkpoint import load, save
 from .config import FULL, PRESETS, SLIDING, GemmaConfig
+from .tokenizer import StreamDecoder, Tokenizer
 from .model import (Attention, DecoderLayer, Embedding, GemmaForCausalLM, GemmaModel, Linear,
                     MLP, RMSNorm)
 
-__all__ = ["load", "save", "GemmaConfig", "PRESETS", "FULL", "SLIDING", "GemmaForCausalLM", "GemmaModel",
+__all__ = ["load", "save", "Tokenizer", "StreamDecoder", "GemmaConfig", "PRESETS", "FULL", "SLIDING", "GemmaForCausalLM", "GemmaModel",
            "DecoderLayer", "Attention", "MLP", "RMSNorm", "Embedding", "Linear"]

@@ -17,14 +17,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 
 
-@dataclass
+@dataclass(frozen=True)
 class GemmaConfig:
-    """A Gemma text model's shape and numerics. ``generation`` is 2 or 3."""
+    """A Gemma text model's shape and numerics. ``generation`` is 2 or 3.
+
+    Frozen and hashable: a model's config is static structure of its pytree (part of a
+    compiled step's cache key), and ``replace`` makes changed copies."""
 
     generation: int = 3
     vocab_size: int = 262144
@@ -37,7 +40,7 @@ class GemmaConfig:
     sliding_window: int = 512
     #: one of SLIDING / FULL per layer; default: Gemma 2 alternates (layer 0 local), Gemma 3
     #: makes every 6th layer global
-    layer_types: list = field(default_factory=list)
+    layer_types: tuple = ()
     rope_local_base: float = 10_000.0
     rope_global_base: float = 1_000_000.0
     #: linear RoPE scaling of the global layers (Gemma 3 4B/12B/27B: 8)
@@ -55,11 +58,11 @@ class GemmaConfig:
     def __post_init__(self):
         if self.generation not in (2, 3):
             raise ValueError(f"GemmaConfig: generation must be 2 or 3, got {self.generation}")
-        if not self.layer_types:
+        types = self.layer_types
+        if not types:
             period = 2 if self.generation == 2 else 6
-            self.layer_types = [SLIDING if (i + 1) % period else FULL
-                                for i in range(self.num_layers)]
-        self.layer_types = list(self.layer_types)
+            types = [SLIDING if (i + 1) % period else FULL for i in range(self.num_layers)]
+        object.__setattr__(self, "layer_types", tuple(types))
         if len(self.layer_types) != self.num_layers:
             raise ValueError(f"GemmaConfig: {len(self.layer_types)} layer_types for "
                              f"{self.num_layers} layers")
@@ -139,7 +142,7 @@ class GemmaConfig:
             intermediate_size=d["intermediate_size"], num_layers=n,
             num_heads=d["num_attention_heads"], num_kv_heads=d["num_key_value_heads"],
             head_dim=d.get("head_dim") or d["hidden_size"] // d["num_attention_heads"],
-            sliding_window=d.get("sliding_window") or 4096, layer_types=types or [],
+            sliding_window=d.get("sliding_window") or 4096, layer_types=tuple(types or ()),
             rope_local_base=local_base, rope_global_base=global_base,
             rope_global_scaling=scaling,
             query_pre_attn_scalar=d.get("query_pre_attn_scalar") or 256,
@@ -184,7 +187,7 @@ class GemmaConfig:
     def replace(self, **changes) -> "GemmaConfig":
         """A copy with ``changes`` (layer types recomputed unless given)."""
         if "num_layers" in changes and "layer_types" not in changes:
-            changes["layer_types"] = []
+            changes["layer_types"] = ()
         return dataclasses.replace(self, **changes)
 
 

@@ -85,11 +85,20 @@ def rope_tables(positions, head_dim: int, base: float, scaling: float, dtype):
     return s4.cos(ang).astype(dtype), s4.sin(ang).astype(dtype)
 
 
+def _half_rotation(hd: int, dtype) -> s4.Tensor:
+    """``P`` with ``[x1, x2] @ P == [-x2, x1]`` (exact: one ±1 per column)."""
+    h = hd // 2
+    p = np.zeros((hd, hd), np.float32)
+    p[np.arange(h) + h, np.arange(h)] = -1.0
+    p[np.arange(h), np.arange(h) + h] = 1.0
+    return s4.Tensor(p.astype(dtype))
+
+
 def apply_rope(x, cos, sin):
-    """Half-split rotation of ``x`` ``[B, heads, T, hd]`` by tables ``[B or 1, 1, T, hd]``."""
-    h = x.shape[-1] // 2
-    x1, x2 = x[..., :h], x[..., h:]
-    rotated = s4.concatenate([-x2, x1], axis=-1)
+    """Half-split rotation of ``x`` ``[B, heads, T, hd]`` by tables ``[B or 1, 1, T, hd]``:
+    ``x * cos + rotate_half(x) * sin``. ``rotate_half`` is a product with a signed
+    permutation: one fused product instead of two slices and a concatenation."""
+    rotated = s4.matmul(x, _half_rotation(x.shape[-1], x.dtype))
     return x * cos + rotated * sin
 
 
@@ -105,7 +114,11 @@ class Attention(s4.nn.Layer):
     config: GemmaConfig = s4.no_derivative(default=None)
     layer_type: str = s4.no_derivative(default=FULL)
 
-    def __call__(self, x, cos, sin, mask):
+    def __call__(self, x, cos, sin, mask, cache=None, slot=None):
+        """``x`` ``[B, T, d]`` → ``[B, T, d]``. Without ``cache`` the keys are this call's
+        own; with ``cache = (k, v)`` (``[B, KV, S, hd]``) this call's keys and values are
+        written at sequence slots ``slot`` first, ``mask`` ``[B, 1, 1, T, S]`` says which
+        slots each query sees, and the updated cache is returned too."""
         c = self.config
         b, t, _ = x.shape
         hd, nh, nkv = c.head_dim, c.num_heads, c.num_kv_heads
@@ -116,8 +129,13 @@ class Attention(s4.nn.Layer):
         if c.qk_norm:                        # Gemma 3: per head, after projection, before RoPE
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rope(s4.permute_dims(q, (0, 2, 1, 3)), cos, sin)     # [B, H, T, hd]
-        k = apply_rope(s4.permute_dims(k, (0, 2, 1, 3)), cos, sin)     # [B, KV, S, hd]
+        k = apply_rope(s4.permute_dims(k, (0, 2, 1, 3)), cos, sin)     # [B, KV, T, hd]
         v = s4.permute_dims(v, (0, 2, 1, 3))
+        new_cache = (k, v)
+        if cache is not None:
+            k = s4.index_update(cache[0], slot, k, axis=2)
+            v = s4.index_update(cache[1], slot, v, axis=2)
+            new_cache = (k, v)
         # query heads h = kv * g + j share kv head kv: group them instead of repeating K/V
         qg = q.reshape((b, nkv, g * t, hd))
         scores = s4.matmul(qg, s4.matrix_transpose(k)) * c.query_scale   # [B, KV, g*T, S]
@@ -129,7 +147,7 @@ class Attention(s4.nn.Layer):
         probs = s4.softmax(scores, axis=-1).astype(q.dtype)
         out = s4.matmul(probs.reshape((b, nkv, g * t, -1)), v)        # [B, KV, g*T, hd]
         out = s4.permute_dims(out.reshape((b, nh, t, hd)), (0, 2, 1, 3)).reshape((b, t, nh * hd))
-        return self.o_proj(out)
+        return self.o_proj(out), new_cache
 
 
 class DecoderLayer(s4.nn.Layer):
@@ -143,10 +161,10 @@ class DecoderLayer(s4.nn.Layer):
     pre_feedforward_layernorm: RMSNorm
     post_feedforward_layernorm: RMSNorm
 
-    def __call__(self, x, cos, sin, mask):
-        h = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin,
-                                                             mask))
-        return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h)))
+    def __call__(self, x, cos, sin, mask, cache=None, slot=None):
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, slot)
+        h = x + self.post_attention_layernorm(a)
+        return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h))), kv
 
 
 class GemmaModel(s4.nn.Layer):
@@ -157,26 +175,44 @@ class GemmaModel(s4.nn.Layer):
     norm: RMSNorm
     config: GemmaConfig = s4.no_derivative(default=None)
 
-    def __call__(self, input_ids, attention_mask=None):
+    def __call__(self, input_ids, attention_mask=None, position_ids=None):
+        return self.run(input_ids, attention_mask, position_ids)[0]
+
+    def embed(self, ids):
+        """Token embeddings scaled by ``sqrt(d)`` rounded to the weight dtype."""
+        w = self.embed_tokens.weight
+        scale = s4.Tensor(np.asarray(math.sqrt(self.config.hidden_size), dtype=w.dtype))
+        return self.embed_tokens(ids) * scale
+
+    def run(self, input_ids, attention_mask=None, position_ids=None, masks=None, caches=None,
+            slots=None):
+        """(hidden states, per-layer ``(k, v)``): without ``caches`` the keys of this call
+        (a prefill); with them, the updated caches (a decode step; ``masks`` and ``slots``
+        per layer type, from :class:`~s4tf_models.gemma.generate.KVCache`)."""
         c = self.config
         ids = s4.asarray(input_ids)
         if ids.ndim != 2:
             raise s4.ShapeError(f"Gemma: input_ids must be [batch, seq], got shape {ids.shape}")
         b, t = ids.shape
-        w = self.embed_tokens.weight
-        x = self.embed_tokens(ids) * s4.Tensor(np.asarray(math.sqrt(c.hidden_size),
-                                                          dtype=w.dtype))
-        positions = s4.arange(t, dtype=s4.int32)
-        masks = attention_masks(c, t, attention_mask)
+        x = self.embed(ids)
+        if position_ids is None:
+            positions = s4.arange(t, dtype=s4.int32)[None]
+        else:
+            positions = s4.asarray(position_ids)
+        if masks is None:
+            masks = attention_masks(c, t, attention_mask)
         tables = {}
         for kind in set(c.layer_types):
             base, scaling = c.rope(kind)
             cos, sin = rope_tables(positions, c.head_dim, base, scaling, x.dtype)
-            tables[kind] = (cos[None, None], sin[None, None])
-        for layer, kind in zip(self.layers, c.layer_types):
+            tables[kind] = (cos[:, None], sin[:, None])          # [B or 1, 1, T, hd]
+        kvs = []
+        for i, (layer, kind) in enumerate(zip(self.layers, c.layer_types)):
             cos, sin = tables[kind]
-            x = layer(x, cos, sin, masks[kind])
-        return self.norm(x)
+            cache = caches[i] if caches is not None else None
+            x, kv = layer(x, cos, sin, masks[kind], cache, slots[kind] if slots else None)
+            kvs.append(kv)
+        return self.norm(x), kvs
 
 
 def attention_masks(c: GemmaConfig, t: int, attention_mask=None) -> dict:
@@ -215,13 +251,25 @@ class GemmaForCausalLM(s4.nn.Layer):
         from .checkpoint import save
         save(self, folder)
 
-    def __call__(self, input_ids, attention_mask=None):
-        h = self.model(input_ids, attention_mask)
-        logits = s4.matmul(h, s4.matrix_transpose(self.model.embed_tokens.weight))
+    def __call__(self, input_ids, attention_mask=None, position_ids=None):
+        return self.logits(self.model(input_ids, attention_mask, position_ids))
+
+    def logits(self, hidden):
+        """The output projection (tied to the embedding) and Gemma 2's final soft-cap."""
+        logits = s4.matmul(hidden, s4.matrix_transpose(self.model.embed_tokens.weight))
         cap = self.config.final_logit_softcap
         if cap is not None:
             logits = s4.tanh(logits / cap) * cap
         return logits
+
+    def generate(self, prompt_ids, max_new_tokens: int = 32, *, attention_mask=None,
+                 temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+                 seed: int = 0, stop_tokens=None, stream=None):
+        """Continue ``prompt_ids`` with a KV cache; see :func:`.generate.generate`."""
+        from .generate import generate
+        return generate(self, prompt_ids, max_new_tokens, attention_mask=attention_mask,
+                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                        stop_tokens=stop_tokens, stream=stream)
 
 
 def _build(c: GemmaConfig, seed: int, dtype, init: str = "normal") -> GemmaModel:

@@ -179,7 +179,7 @@ def test_presets_follow_the_size_table():
     assert [p(n).layer_types.count(gemma.FULL) for n in
             ("gemma3-270m", "gemma3-1b", "gemma3-4b", "gemma3-12b", "gemma3-27b")] == \
         [3, 4, 5, 8, 10]
-    assert p("gemma2-2b").layer_types[:2] == [gemma.SLIDING, gemma.FULL]
+    assert p("gemma2-2b").layer_types[:2] == (gemma.SLIDING, gemma.FULL)
     assert p("gemma2-27b").query_pre_attn_scalar == 144
     assert p("gemma3-27b").query_pre_attn_scalar == 168
     assert p("gemma3-1b").sliding_window == 512 and p("gemma3-4b").sliding_window == 1024

@@ -37,6 +37,9 @@ I8P = I8.as_pointer()
 #: below this many multiply-adds (~40 us of work) a product runs on the calling thread: a
 #: parallel call costs more than it saves (measured: 512x128x10 took 0.09 ms split, 0.03 not)
 PARALLEL_FLOPS = 1 << 22
+#: ... or when an operand is this large: a product with few rows (a decode step's m = 1)
+#: streams its weight matrix from memory, and two cores stream twice as fast
+PARALLEL_BYTES = 1 << 19
 #: rows per block when a product is split across threads
 MIN_BLOCK = 16
 
@@ -73,7 +76,10 @@ class DotSpec:
 
     @property
     def parallel(self) -> bool:
-        return self.batch * self.m * self.n * self.k >= PARALLEL_FLOPS and self.iterations > 1
+        if self.iterations <= 1:
+            return False
+        size = np.dtype(self.dtype).itemsize * self.batch * max(self.m, self.n) * self.k
+        return self.batch * self.m * self.n * self.k >= PARALLEL_FLOPS or size >= PARALLEL_BYTES
 
 
 def supported(eqn) -> bool:

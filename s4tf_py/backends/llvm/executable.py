@@ -179,6 +179,13 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
                 ns[f"K{k}"] = impl()
                 lines.append(f"    v{outs[0]} = K{k}")
                 continue
+            if eqn.prim.name == "reshape" and not multi:
+                # a view of a contiguous buffer (shapes were checked when it was traced): no
+                # call through the generic host runner (~4 us a step)
+                lines.append(f"    v{outs[0]} = _contig(v{ins[0]}).reshape({params['new_sizes']!r})")
+                for i in dead:
+                    lines.append(f"    v{i} = None")
+                continue
             ns[f"S{k}"] = st
             lines.append(f"    _a = [{', '.join(f'v{i}' for i in ins)}]")
             for i in dead:
