@@ -11,6 +11,7 @@ donated inputs (:func:`_plan_inplace`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 import threading
@@ -457,18 +458,47 @@ def _compile(specs, fn: Function, threads: int) -> dict:
     key_text = f"{fn}\n{settings}"
     digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
 
+    unique = _unique_kernels(specs)
+
     def build() -> str:
         # unique names in the shared engine
         return _module_text(specs).replace('@"k_', f'@"k{digest}_')
     from .cache import compile_cached
     compile_cached(key_text, digest, build)
-    return {spec.name: jit.function_address(f"k{digest}_{spec.name[2:]}") for spec in specs}
+    return {spec.name: jit.function_address(f"k{digest}_{unique[spec.name][2:]}")
+            for spec in specs}
+
+
+def _signature(spec):
+    """What a kernel computes, without its name: equal signatures, equal machine code."""
+    if not isinstance(spec, codegen.KernelSpec):
+        return dataclasses.replace(spec, name="")         # frozen dataclasses
+    ops = tuple(op if op[0] in ("const", "reduce") else
+                (id(op[0]), tuple(op[1]), tuple(op[2]), op[3], repr(sorted(op[4].items())))
+                for op in spec.ops)
+    return (tuple(spec.shape), tuple((tuple(o.shape), o.dtype, o.strides)
+                                     for o in spec.inputs),
+            tuple(spec.values), repr(ops), tuple(spec.outputs),
+            tuple(spec.row_outputs), spec.reduce_ndim, tuple(sorted(spec.inplace.items())))
+
+
+def _unique_kernels(specs) -> dict:
+    """Kernel name -> the name of the first kernel with its signature (a model's layers repeat
+    the same kernels: each is generated, optimized and compiled once)."""
+    first: dict = {}
+    out = {}
+    for spec in specs:
+        out[spec.name] = first.setdefault(_signature(spec), spec.name)
+    return out
 
 
 def _module_text(specs) -> str:
-    """One LLVM module holding every kernel of ``specs``."""
+    """One LLVM module holding every distinct kernel of ``specs``."""
     module = ir.Module(name="s4tf")
+    unique = _unique_kernels(specs)
     for spec in specs:
+        if unique[spec.name] != spec.name:
+            continue
         if isinstance(spec, blas.DotSpec):
             blas.build_dot_kernel(module, spec)
         elif isinstance(spec, conv.ConvSpec):

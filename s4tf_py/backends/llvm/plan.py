@@ -211,6 +211,43 @@ GEMV_ROWS = 16
 GEMV_MAX_ROWS = 4096
 
 
+def _canonical_dot(e):
+    """(transpose eqns, dot eqn) computing ``e`` with its operands transposed to
+    ``[batch..., free..., contract...]`` / ``[batch..., contract..., free...]``, a layout BLAS
+    walks; None when that does not help (unsupported dtypes). Only an operand not already in
+    a usable layout is copied."""
+    from ...ops.shape import TRANSPOSE
+    a, b = e.inputs
+    p = e.params_dict()
+    lb, rb = tuple(p["lhs_batch"]), tuple(p["rhs_batch"])
+    lc, rc = tuple(p["lhs_contract"]), tuple(p["rhs_contract"])
+    fa = tuple(i for i in range(a.aval.ndim) if i not in lc and i not in lb)
+    fb = tuple(i for i in range(b.aval.ndim) if i not in rc and i not in rb)
+    nb, nc = len(lb), len(lc)
+    perm_a, perm_b = lb + fa + lc, rb + rc + fb
+    canon_a = (tuple(range(nb)), tuple(range(nb + len(fa), nb + len(fa) + nc)))
+    canon_b = (tuple(range(nb)), tuple(range(nb, nb + nc)))
+
+    def transposed(v, perm):
+        if perm == tuple(range(v.aval.ndim)):
+            return v, []
+        out = Var(AVal(tuple(v.aval.shape[i] for i in perm), v.aval.dtype, v.aval.weak))
+        return out, [Eqn(TRANSPOSE, (v,), (("permutation", perm),), (out,), e.loc)]
+    base = dict(e.params)
+    for fix_a, fix_b in ((False, True), (True, False), (True, True)):
+        ta, pre_a = transposed(a, perm_a) if fix_a else (a, [])
+        tb, pre_b = transposed(b, perm_b) if fix_b else (b, [])
+        params = dict(base)
+        if fix_a:
+            params["lhs_batch"], params["lhs_contract"] = canon_a
+        if fix_b:
+            params["rhs_batch"], params["rhs_contract"] = canon_b
+        dot = Eqn(e.prim, (ta, tb), tuple((k, params[k]) for k, _ in e.params), e.outs, e.loc)
+        if blas.supported(dot):
+            return pre_a + pre_b, dot
+    return None
+
+
 def _leading_sum_as_product(e):
     """``sum(x, leading axes)`` as ``ones(R) @ x.reshape(R, C)``: a bias gradient. The
     transposed-read reduction walks each column with a stride (~1 ns an element); BLAS reads
@@ -435,6 +472,12 @@ def _plan(eqns):
             flush()
         if name == "dot_general" and blas.supported(e):
             steps.append(("dot", e))
+        elif name == "dot_general" and _canonical_dot(e) is not None:
+            # operands whose dims BLAS cannot walk as matrices are copied into a layout it
+            # can (a transpose kernel each) rather than multiplied by numpy
+            pre, dot = _canonical_dot(e)
+            steps.extend(_plan(pre))
+            steps.append(("dot", dot))
         elif name == "conv_general" and conv.supported(e):
             steps.append(("conv", e))
         else:
