@@ -40,6 +40,7 @@ MKL = ["mkl>=2024"]
 extras = {
     "xla": XLA,
     "mkl": MKL,
+    "plot": ["matplotlib>=3.8"],     # the training loop's loss-curve PNG
     "bench": [TORCH, *XLA, *MKL],
 }
 # the test extra holds every optional runtime extra, so that no test skips, and the build
@@ -49,7 +50,7 @@ extras["test"] = sorted({
     "pytest>=7.4", "pytest-xdist>=3.5", "hypothesis>=6.90", TORCH, "transformers>=4.44",
     "safetensors>=0.8",   # the checkpoint tests cross-check our files with the library's API
     "protobuf>=3.20",     # transformers reads a bare tokenizer.model through it
-    *extras["xla"], *extras["mkl"], *BUILD,
+    *extras["xla"], *extras["mkl"], *extras["plot"], *BUILD,
 })
 
 native = [

@@ -32,7 +32,8 @@ __version__ = "0.1.0"
 #: namespaces and functions imported on first use (the training library is not needed to
 #: compute, and importing it up front would slow down every ``import s4tf_py``)
 _LAZY = {"data": ("data", None), "losses": ("losses", None), "train": ("train", None),
-         "optimizers": ("optimizers", None),
+         "optimizers": ("optimizers", None), "debug": ("debug", None),
+         "debug_nans": ("debug", "debug_nans"),
          "checkpoint": ("checkpoint", None),
          **{f: ("checkpoint", f) for f in ("save", "load", "open_checkpoint",
                                             "save_training_state", "load_training_state")}}
@@ -67,4 +68,5 @@ __all__ = sorted(
        "S4TFError", "ShapeError", "DTypeError", "IRError", "ConcretizationError", "ExecutionError",
        "CheckpointError", "CheckpointMismatchError", "data", "losses", "train", "optimizers",
        "save", "load",
-       "open_checkpoint", "save_training_state", "load_training_state", "learning_phase"])
+       "open_checkpoint", "save_training_state", "load_training_state", "learning_phase", "debug",
+       "debug_nans"])

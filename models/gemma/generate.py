@@ -105,6 +105,29 @@ def _prefill(model, ids, attention_mask, positions):
 # one compiled function each, shared by every model (the cache key holds the shapes)
 _DECODE = s4.compile(_decode_step, donate_argnums=(1,))
 _PREFILL = s4.compile(_prefill)
+_FLAT_DECODE: dict = {}
+
+
+def _flat_decode(treedef, n_model: int, n_layers: int):
+    """The decode step over positional tensors only (model leaves, then each layer's k and
+    v, then token, position, the two masks and the two slots): a compiled call with only
+    tensor arguments skips flattening the model's pytree on every token."""
+    fn = _FLAT_DECODE.get(treedef)
+    if fn is None:
+        kinds = (FULL, SLIDING)
+
+        def step(*args):
+            model = s4.tree.unflatten(treedef, list(args[:n_model]))
+            flat = args[n_model:n_model + 2 * n_layers]
+            caches = [(flat[2 * i], flat[2 * i + 1]) for i in range(n_layers)]
+            ids, pos, m_full, m_slide, s_full, s_slide = args[n_model + 2 * n_layers:]
+            logits, kvs = _decode_step(model, caches, ids, pos,
+                                       dict(zip(kinds, (m_full, m_slide))),
+                                       dict(zip(kinds, (s_full, s_slide))))
+            return (logits, *[t for kv in kvs for t in kv])
+        donated = tuple(range(n_model, n_model + 2 * n_layers))
+        fn = _FLAT_DECODE[treedef] = s4.compile(step, donate_argnums=donated)
+    return fn
 
 
 def sample(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
@@ -179,7 +202,9 @@ def generate(model, prompt_ids, max_new_tokens: int = 32, *, attention_mask=None
     next_pos = pos[:, -1] + 1
     out = [ids]
     done = np.zeros(b, bool)
-    caches = cache.layers
+    leaves, treedef = s4.tree.flatten(model)
+    decode = _flat_decode(treedef, len(leaves), len(cache.layers))
+    flat_cache = [t for kv in cache.layers for t in kv]
     for step in range(max_new_tokens):
         tok = sample(logits.numpy(), temperature, top_k, top_p, rng)
         tok = np.where(done, c.pad_token_id, tok)
@@ -190,8 +215,11 @@ def generate(model, prompt_ids, max_new_tokens: int = 32, *, attention_mask=None
         if done.all() or step == max_new_tokens - 1:
             break
         masks, slots = cache.step_inputs()
-        logits, caches = _DECODE(model, caches, s4.Tensor(tok[:, None].astype(np.int32)),
-                                 s4.Tensor(next_pos[:, None].astype(np.int32)), masks, slots)
+        logits, *flat_cache = decode(*leaves, *flat_cache,
+                                     s4.Tensor(tok[:, None].astype(np.int32)),
+                                     s4.Tensor(next_pos[:, None].astype(np.int32)),
+                                     masks[FULL], masks[SLIDING], slots[FULL], slots[SLIDING])
         next_pos = next_pos + 1
-    cache.layers = caches
+    cache.layers = [(flat_cache[2 * i], flat_cache[2 * i + 1])
+                    for i in range(len(cache.layers))]
     return s4.Tensor(np.concatenate(out, axis=1).astype(np.int32))

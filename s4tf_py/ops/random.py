@@ -16,9 +16,10 @@ seed s4tf_py draws the same bits, uniforms and integers as ``jax.random``:
   ``sqrt(2) * erfinv(u)`` for ``u`` uniform on ``(-1, 1)``.
 
 Every sampler takes the key as its first positional argument (JAX style) or as ``key=``, or a
-``seed=`` (an int, turned into ``key(seed)``); with neither, the draw comes from a global key
-that :func:`set_seed` resets (S4TF's ``Context.local.randomSeed``), split on the host so that
-graphs never chain through it::
+``seed=`` (an int, turned into ``key(seed)``); with neither, the draw comes from the innermost
+:func:`key_scope` (see below) or, outside every scope, from a global key that :func:`set_seed`
+resets (S4TF's ``Context.local.randomSeed``), split on the host so that graphs never chain
+through it::
 
     >>> import s4tf_py as s4
     >>> k = s4.random.key(0)
@@ -28,9 +29,26 @@ graphs never chain through it::
     True
     >>> s4.random.uniform((4,), seed=1).shape
     (4,)
+
+Randomness inside a compiled step: a key drawn from the global key while ``s4.compile`` traces
+its body is a constant of the compiled program (every call would reuse the same dropout mask).
+Pass a key tensor as an *input* of the step and draw under ``with s4.random.key_scope(key):``:
+samplers without ``key=``/``seed=`` then use ``fold_in(key, 0)``, ``fold_in(key, 1)``, ... in
+program order, so one trace serves every step and a fresh key per step gives fresh numbers::
+
+    >>> @s4.compile
+    ... def noisy(x, k):
+    ...     with s4.random.key_scope(k):
+    ...         return x + s4.random.normal(x.shape)
+    >>> x = s4.zeros((3,))
+    >>> a, b = noisy(x, s4.random.key(1)), noisy(x, s4.random.key(2))
+    >>> bool(s4.all(a == noisy(x, s4.random.key(1)))), bool(s4.any(a != b)), noisy.traces
+    (True, True, 1)
 """
 from __future__ import annotations
 
+import threading
+import warnings
 
 import numpy as np
 
@@ -42,7 +60,7 @@ from ._core import _broadcast_shapes, bind_op, stop_gradient, to_tensor
 
 __all__ = ["key", "PRNGKey", "split", "fold_in", "key_data", "set_seed", "threefry2x32",
            "random_bits", "bits", "uniform", "normal", "bernoulli", "categorical", "gumbel",
-           "permutation", "shuffle", "truncated_normal", "randint"]
+           "permutation", "shuffle", "truncated_normal", "randint", "key_scope", "next_key"]
 
 # ---- the primitive ------------------------------------------------------------------------------
 
@@ -217,6 +235,116 @@ def _next_global_key() -> np.ndarray:
     return np.array([y1[1], y2[1]], np.uint32)
 
 
+# ---- key scopes ---------------------------------------------------------------------------------
+
+class _ScopeStack(threading.local):
+    def __init__(self):
+        self.stack: list[key_scope] = []
+
+
+_SCOPES = _ScopeStack()
+
+
+def _depends_on_trace_input(node) -> bool:
+    """Whether ``node`` is computed from an abstract leaf (an input of a function being traced).
+    Keys are small graphs (a leaf and a few threefry/stack nodes), so the walk is short."""
+    seen, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.is_abstract:
+            return True
+        if n.value is None:
+            todo.extend(n.inputs)
+    return False
+
+
+class key_scope:
+    """``with s4.random.key_scope(key):`` — samplers given neither ``key=`` nor ``seed=`` derive
+    their keys from ``key``: the ``i``-th such draw made under this scope (0-based, in program
+    order) uses ``fold_in(key, i)``. Outside every scope they use the global key, as before.
+
+    ``key`` is a ``uint32[2]`` key Tensor (or an int seed, meaning ``key(seed)``). Scopes nest
+    (the innermost one wins) and are per thread. Because the keys are ordinary graph values
+    computed from ``key``, a compiled training step that takes ``key`` as an *argument* and
+    enters the scope inside its body traces once and draws fresh numbers for every key it is
+    given (same key, same numbers). Layers such as ``s4.nn.Dropout`` draw through this, so::
+
+        @s4.compile
+        def step(model, opt, x, y, key):
+            with s4.learning_phase("training"), s4.random.key_scope(key):
+                ...
+        for i in range(steps):
+            model, opt, loss = step(model, opt, x, y, s4.random.fold_in(root, i))
+
+    Entering the scope *outside* the compiled function does not work: its key is not an input,
+    so the first trace bakes it in; a draw made while tracing from a scope whose key does not
+    depend on the traced inputs warns. Do not also use ``key`` for other draws (split it first):
+    ``fold_in(key, i)`` equals ``split(key, n)[i]``.
+
+    >>> import s4tf_py as s4
+    >>> k = s4.random.key(7)
+    >>> with s4.random.key_scope(k) as scope:
+    ...     a = s4.random.uniform((2,))
+    ...     b = s4.random.uniform((2,))
+    >>> bool(s4.all(a == s4.random.uniform((2,), key=s4.random.fold_in(k, 0)))), scope.count
+    (True, 2)
+    """
+
+    def __init__(self, key):
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            key = Tensor(_seed_pair("random.key_scope", key))
+        self.key: Tensor = _check_key("random.key_scope", key)
+        #: how many keys this scope has handed out
+        self.count: int = 0
+        self._warned = False
+
+    def __enter__(self) -> "key_scope":
+        _SCOPES.stack.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stack = _SCOPES.stack
+        if stack and stack[-1] is self:
+            stack.pop()
+        else:                       # exited out of order (a generator, a leaked scope)
+            stack.remove(self)
+
+    def next_key(self) -> Tensor:
+        """The next key of this scope, ``fold_in(self.key, self.count)``; counts it."""
+        from ..lazy.compile import is_tracing
+        if is_tracing() and not self._warned and not _depends_on_trace_input(self.key._node):
+            self._warned = True
+            warnings.warn(
+                "s4.random.key_scope: a random draw while s4.compile traces a function uses a "
+                "scope whose key is not computed from the function's arguments, so the key is "
+                "baked into the compiled program and every call draws the same numbers. Pass "
+                "the key as an argument and enter key_scope inside the compiled function.",
+                UserWarning, stacklevel=4)
+        i = self.count
+        self.count += 1
+        return fold_in(self.key, i)
+
+
+def next_key() -> Tensor:
+    """The key that a sampler called now without ``key=``/``seed=`` would use (and consume):
+    the innermost :class:`key_scope`'s next key, or else a fresh split of the global key.
+    For code that passes keys on explicitly (``s4.nn.functional.dropout(x, p, key=...)``).
+
+    >>> import s4tf_py as s4
+    >>> with s4.random.key_scope(3):
+    ...     k = s4.random.next_key()
+    >>> bool(s4.all(k == s4.random.fold_in(s4.random.key(3), 0)))
+    True
+    """
+    stack = _SCOPES.stack
+    if stack:
+        return stack[-1].next_key()
+    return to_tensor(_next_global_key())
+
+
 _UNSET = object()     # marks an argument that was not passed (None can be a value)
 
 
@@ -244,7 +372,7 @@ def _resolve(op, key_or_shape, shape, key, seed, default_shape=()):
     if key is not None and seed is not None:
         raise op_error(TypeError, op, "pass either key= or seed=, not both")
     if key is None:
-        key = to_tensor(_seed_pair(op, seed) if seed is not None else _next_global_key())
+        key = to_tensor(_seed_pair(op, seed)) if seed is not None else next_key()
     key = _check_key(op, key)
     return key, (default_shape if shape is None else _norm_shape(op, shape))
 
