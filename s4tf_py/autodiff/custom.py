@@ -158,12 +158,18 @@ def with_recomputation_in_pullbacks(f):
 
     def vjp(*args):
         from .api import value_with_pullback
-        value = f(*args)
+        from ..ops.random import key_scope, next_key
+        # random draws inside f (dropout) must draw the same numbers when the pullback
+        # recomputes it: both runs take their keys from one scope key, in the same order
+        k = next_key()
+        with key_scope(k):
+            value = f(*args)
 
         def pb(ct):
             fresh = tree.map_leaves(barrier, args)
             at = fresh[0] if len(fresh) == 1 else tuple(fresh)
-            _, inner = value_with_pullback(at, f)
+            with key_scope(k):
+                _, inner = value_with_pullback(at, f)
             return inner(ct)
         return value, pb
 

@@ -1,9 +1,13 @@
 """``s4.random``: stateless, splittable random numbers (Threefry-2x32, as JAX).
 
 A key is a ``uint32[2]`` Tensor. Every sampler is a pure function of its key: the same key
-always gives the same numbers, on every backend, because the one source of randomness is the
-``threefry2x32`` primitive (Threefry-2x32 with 20 rounds, Salmon et al. 2011, bit-exact with
-JAX's and Random123's reference) and everything else is ordinary integer and float ops.
+always gives the same numbers, because the one source of randomness is the ``threefry2x32``
+primitive (Threefry-2x32 with 20 rounds, Salmon et al. 2011, bit-exact with JAX's and
+Random123's reference) and everything else is ordinary integer and float ops. Bits, integers,
+uniforms and Bernoulli draws are bit-identical on every backend; samplers that go through a
+transcendental function (``normal`` through ``erfinv``, ``exponential``, ``gamma``...) agree
+across backends to within that function's documented error (a few ulp), because each backend
+computes it with its own approximation.
 
 The derivations follow JAX's defaults (``jax_threefry_partitionable=True``), so for the same
 seed s4tf_py draws the same bits, uniforms and integers as ``jax.random``:

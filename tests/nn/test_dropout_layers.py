@@ -280,3 +280,22 @@ def test_a_scope_entered_outside_a_compiled_function_warns_that_its_key_is_baked
 def _draw_in_scope(x, k):
     with s4.random.key_scope(s4.random.fold_in(k, 3)):
         return x + s4.random.normal(x.shape)
+
+
+def test_recomputing_pullbacks_draw_the_same_dropout_mask():
+    """with_recomputation_in_pullbacks re-runs the forward in the pullback: its random draws
+    must be the forward's, or the gradient belongs to another mask."""
+    d = s4.nn.Dropout(0.5)
+    x = s4.ones((64,))
+    f = s4.with_recomputation_in_pullbacks(lambda x: d(x))
+    for scoped in (False, True):
+        with s4.learning_phase("training"):
+            if scoped:
+                with s4.random.key_scope(s4.random.key(3)):
+                    y, pb = s4.value_with_pullback(x, f)
+            else:
+                y, pb = s4.value_with_pullback(x, f)
+            g = pb(s4.ones((64,)))
+        kept = y.numpy() != 0
+        assert 0 < kept.sum() < 64
+        np.testing.assert_array_equal(kept, g.numpy() != 0)
