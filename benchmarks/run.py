@@ -25,6 +25,7 @@ BENCHMARKS = {
     "lenet": "bench_lenet",
     "rows": "bench_rows",
     "compile": "bench_compile",
+    "gemma": "bench_gemma",
 }
 
 

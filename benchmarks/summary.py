@@ -27,7 +27,8 @@ def _line(workload, s4, peer_name, peer, target):
 
 
 def targets(payloads: dict) -> list[dict]:
-    """One line per target of the LLVM backend's issue, from whichever benchmarks ran."""
+    """One line per target of the LLVM backend's issue (and the Gemma issue's), from whichever
+    benchmarks ran."""
     out = []
     p = payloads.get("elementwise")
     if p:
@@ -74,6 +75,23 @@ def targets(payloads: dict) -> list[dict]:
                 ready = statistics.median(x["ready_s"] for x in s4row["samples"])
                 # an absolute target: 50 ms, written as the ratio 0.050 s / ready
                 out.append(_line(what, ready, "50 ms budget", 0.050, 1.0))
+    p = payloads.get("gemma")
+    if p:
+        out.append(_line("Gemma 3 tiny train step", _s4(p["train"]), "torch eager",
+                         _median(p["train"], "torch eager"), 1.5))
+        out.append(_line("Gemma 3 tiny greedy decode", _s4(p["decode"]), "jax.jit generate",
+                         _median(p["decode"], "jax.jit"), 1.0))
+        rows = p["compile"].get("cold")
+        if rows:
+            out.append(_line("cold compile, Gemma step", _s4(rows), "jax.jit",
+                             _median(rows, "jax.jit"), 1.0))
+        s4row = next((r for r in p["compile"].get("warm") or []
+                      if r["name"].startswith("s4tf_py")), None)
+        if s4row and s4row.get("samples") and "ready_s" in s4row["samples"][0]:
+            import statistics
+            ready = statistics.median(x["ready_s"] for x in s4row["samples"])
+            out.append(_line("warm process ready, Gemma step", ready, "200 ms budget", 0.200,
+                             1.0))
     return out
 
 

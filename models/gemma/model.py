@@ -202,7 +202,7 @@ class GemmaModel(s4.nn.Layer):
         if masks is None:
             masks = attention_masks(c, t, attention_mask)
         tables = {}
-        for kind in set(c.layer_types):
+        for kind in dict.fromkeys(c.layer_types):     # not a set: the same IR in every process
             base, scaling = c.rope(kind)
             cos, sin = rope_tables(positions, c.head_dim, base, scaling, x.dtype)
             tables[kind] = (cos[:, None], sin[:, None])          # [B or 1, 1, T, hd]
