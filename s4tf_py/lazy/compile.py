@@ -270,10 +270,10 @@ def _donate(entry, inputs: list, nodes: list, fn) -> None:
         node = nodes[p]
         buf = inputs[p]
         donate_leaf(node, getattr(fn, "__name__", "fn"))
-        # references: `inputs`, `buf`, getrefcount's argument
+        # references: `inputs`, `buf`, getrefcount's argument (the same buffer passed twice
+        # is one more reference from `inputs`, so it is copied too)
         if (not isinstance(buf, np.ndarray) or buf.base is not None or
-                not buf.flags.writeable or sys.getrefcount(buf) > 3 or
-                any(q is not p and inputs[q] is buf for q in range(len(inputs)))):
+                not buf.flags.writeable or sys.getrefcount(buf) > 3):
             inputs[p] = np.array(buf, copy=True)
         del buf
 

@@ -85,6 +85,13 @@ def _scatter_rule(x, idx, u, *, axis, combine):
 def _scatter_impl(x, idx, u, *, axis, combine, inplace=False):
     y = x if inplace else x.copy()
     n = x.shape[axis]
+    if combine == "set" and idx.ndim == 1 and idx.size <= 8:
+        # a few slices (a decode step's KV-cache write): plain slice assignments
+        lead = (slice(None),) * axis
+        for j, i in enumerate(idx.tolist()):
+            if 0 <= i < n:
+                y[lead + (i,)] = u[lead + (j,)]
+        return y
     k = idx.ndim
     keep = ((idx >= 0) & (idx < n)).reshape(-1)    # out-of-range updates are dropped, as in XLA
     ym = np.moveaxis(y, axis, 0)                    # (n, *rest): a view into y

@@ -173,6 +173,7 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
         names = ", ".join(f"v{i}" for i in range(n_in))
         lines.append(f"    {names}, = inputs")
     lines.append("    inputs.clear()                # the caller's list gives up its references")
+    planned: set = set()                       # slots of values with planned buffers
     for k, st in enumerate(prog):
         if st[0] == "host":
             _, impl, ins, params, outs, multi, dead, inplace_slot, eqn = st
@@ -199,12 +200,17 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
         ns[f"P{k}"], ns[f"F{k}"], ns[f"C{k}"] = ptrs, fnptr, ctx
         j = 0
         for i in ins:
-            lines.append(f"    if not v{i}.flags.c_contiguous: v{i} = _contig(v{i})")
-            lines.append(f"    P{k}[{j}] = _fb(v{i})")
+            if i not in planned:                # planned buffers: filled in at link time
+                lines.append(f"    if not v{i}.flags.c_contiguous: v{i} = _contig(v{i})")
+                lines.append(f"    P{k}[{j}] = _fb(v{i})")
             j += 1
         for o, pool in zip(outs, pools):
             if type(pool) is int:              # written in place of input slot `pool`
                 lines.append(f"    v{o} = v{pool}")
+                continue
+            if type(pool) is _Fixed:           # only kernels read it: no Python value
+                planned.add(o)
+                j += 1
                 continue
             ns[f"Q{k}_{j}"] = pool
             lines.append(f"    v{o}, P{k}[{j}] = _buffer(Q{k}_{j})")
@@ -215,7 +221,8 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
         else:
             lines.append(f"    F{k}(C{k}, 0, {n_outer})")
         for i in dead:
-            lines.append(f"    v{i} = None")
+            if i not in planned:
+                lines.append(f"    v{i} = None")
     lines.append(f"    return [{', '.join(f'v{i}' for i in outputs)}]")
     exec(compile("\n".join(lines), "<s4tf llvm executable>", "exec"), ns)  # noqa: S102
     return ns["run"]
@@ -238,6 +245,7 @@ def _link(fn: Function, program: list, addresses: dict):
         for v in vs:
             last[v] = pos
     outputs = set(fn.outputs)
+    fixed = _plan_buffers(program, outputs)
     steps = []
     for pos, (step, vs) in enumerate(zip(program, reads)):
         dead = tuple(sorted({index[v] for v in vs if last[v] == pos and v not in outputs}))
@@ -269,12 +277,67 @@ def _link(fn: Function, program: list, addresses: dict):
         n += len(out_vars)
         index.update(zip(out_vars, outs))
         inplace = getattr(step[1], "inplace", {})
-        # an output written into an input's buffer is that input's slot (an int), not a pool
+        # an output written into an input's buffer is that input's slot (an int); one only
+        # kernels read gets a buffer planned here (_Fixed); the others a pool
         pools = tuple(ins[inplace[j]] if j in inplace else
+                      fixed[v] if v in fixed else
                       _Pool(v.aval.shape, v.aval.dtype, _ffi()) for j, v in enumerate(out_vars))
+        # planned buffers never move: their addresses go into the buffer table once
+        for j, v in enumerate(list(in_vars)):
+            if v in fixed:
+                ptrs[j] = fixed[v].address
+        j = len(in_vars)
+        for pool in pools:
+            if type(pool) is _Fixed:
+                ptrs[j] = pool.address
+            if type(pool) is not int:
+                j += 1
         steps.append(("kernel", fnptr, ctx, ptrs, ins, outs, pools, dead, n_outer, parallel,
                       lib))
     return steps, n, tuple(index[v] for v in fn.outputs)
+
+
+class _Fixed:
+    """The buffer of a value that only kernels read and that is not returned: planned when
+    the executable is linked (shared with values whose lifetimes do not overlap), so a call
+    neither looks for a free buffer nor fills its address into the readers' tables."""
+
+    __slots__ = ("array", "address")
+
+    def __init__(self, array, address):
+        self.array, self.address = array, address
+
+
+def _plan_buffers(program: list, outputs: set) -> dict:
+    """Var -> _Fixed for kernel outputs read only by kernels (never by host steps, never
+    returned): one buffer per set of values whose lifetimes (definition to last read) do not
+    overlap, best fit by size. A step's outputs never share a buffer with its inputs."""
+    host_read = {v for st in program if st[0] == "host" for v in st[1].inputs}
+    last: dict = {}
+    for pos, st in enumerate(program):
+        for v in (st[1].inputs if st[0] == "host" else st[2]):
+            last[v] = pos
+    free: list = []                       # (nbytes, array) of buffers nobody uses now
+    out: dict = {}
+    releases: dict = {}
+    for pos, st in enumerate(program):
+        if st[0] != "kernel":
+            continue
+        inplace = getattr(st[1], "inplace", {})
+        for j, v in enumerate(st[3]):
+            if j in inplace or v in outputs or v in host_read:
+                continue
+            nbytes = max(1, int(np.prod(v.aval.shape, dtype=np.int64)) *
+                         np.dtype(v.aval.dtype).itemsize)
+            fits = [k for k, (size, _) in enumerate(free) if size >= nbytes]
+            if fits:
+                size, arr = free.pop(min(fits, key=lambda k: free[k][0]))
+            else:
+                size, arr = nbytes, np.empty(nbytes, np.uint8)
+            out[v] = _Fixed(arr, _ffi().cast("void *", arr.ctypes.data))
+            releases.setdefault(max(last.get(v, pos), pos), []).append((size, arr))
+        free.extend(releases.pop(pos, ()))
+    return out
 
 
 class _Pool:
