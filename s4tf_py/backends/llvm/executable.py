@@ -224,7 +224,8 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
             if i not in planned:
                 lines.append(f"    v{i} = None")
     lines.append(f"    return [{', '.join(f'v{i}' for i in outputs)}]")
-    exec(compile("\n".join(lines), "<s4tf llvm executable>", "exec"), ns)  # noqa: S102
+    from .cache import compiled_python
+    exec(compiled_python("\n".join(lines), "<s4tf llvm executable>"), ns)  # noqa: S102
     return ns["run"]
 
 
