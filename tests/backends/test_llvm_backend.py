@@ -108,9 +108,13 @@ def test_a_fresh_process_with_a_warm_disk_cache_compiles_nothing(tmp_path):
 
 def test_a_corrupt_cache_entry_is_recompiled_with_a_warning(tmp_path):
     v1, _, _, _ = _run(tmp_path)
-    for f in os.listdir(tmp_path):
-        with open(tmp_path / f, "wb") as fh:
-            fh.write(b"garbage, not an object file")
+    corrupted = 0
+    for root, _, files in os.walk(tmp_path):        # objects, and the drivers' code objects
+        for f in files:
+            with open(os.path.join(root, f), "wb") as fh:
+                fh.write(b"garbage, not an object file")
+            corrupted += 1
+    assert corrupted >= 2
     v2, hits, misses, stderr = _run(tmp_path)
     assert v2 == v1 and misses >= 1
     assert "corrupt compile-cache entry" in stderr

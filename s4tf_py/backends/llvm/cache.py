@@ -126,6 +126,7 @@ def compiled_python(source: str, filename: str):
     ~0.08 s to compile, a third of a warm process's start."""
     import marshal
     import sys
+    import types
     key = hashlib.sha256(f"{sys.version}\0{filename}\0{source}".encode()).hexdigest()
     code = _code_objects.get(key)
     if code is not None:
@@ -137,6 +138,8 @@ def compiled_python(source: str, filename: str):
             with open(path, "rb") as f:
                 code = marshal.loads(f.read())
         except (OSError, ValueError, EOFError, TypeError):
+            code = None
+        if not isinstance(code, types.CodeType):   # a damaged entry: compile again
             code = None
     if code is None:
         code = compile(source, filename, "exec")
