@@ -15,7 +15,7 @@ BUILD_INPUTS := setup.py pyproject.toml $(wildcard runtime/*.c runtime/*.h runti
 .PHONY: demo test bench venv clean help
 
 help:
-	@echo "make demo   train a small MLP on the embedded digits data (s4tf_py.demo)"
+	@echo "make demo   train the tiny Gemma 3 on the embedded corpus (~2.5 min), then generate"
 	@echo "make test   run the test suite (pytest -n 2)"
 	@echo "make bench  run the ratio benchmarks against numpy, PyTorch and JAX"
 

@@ -2,25 +2,35 @@
 
 Subcommands::
 
-    s4tf demo [--epochs N ...]     train a small MLP on scikit-learn's digits (s4tf_py.demo)
+    s4tf demo [--minutes M ...]    train the tiny Gemma 3 on the embedded corpus for a few
+                                   minutes, then generate from it (s4tf_py.demo)
+    s4tf demo --mlp [--epochs N]   the first demo: a small MLP on scikit-learn's digits
+    s4tf train gemma --preset gemma3-tiny --steps N [--data PATH] [--teacher DIR] [--bf16]
+                     [--out DIR] [--seq-len L] [--batch-size B] [--lr LR] ...
+                                   train a Gemma causal LM (s4tf_models.gemma.train); writes a
+                                   Hugging Face folder with its tokenizer.model
+    s4tf generate gemma --checkpoint DIR --prompt "..." [--max-new-tokens N] [--temperature T]
+                     [--top-k K] [--top-p P] [--seed S]
+                                   continue a prompt, streaming tokens as they are produced
     s4tf ir                        print the IR of a built-in example (a dense layer)
     s4tf ir --example sgd-step     ... or of the demo's whole SGD step (forward, gradient, update)
     s4tf ir --expr "a*b+1" --shape 2,3 [--dtype float32] [--optimize]
     s4tf bench [names...]          run the ratio benchmarks in benchmarks/ (a source checkout)
-    s4tf train | generate | validate   not available yet: each says which issue brings it
+    s4tf validate                  not available yet: it says which issue brings it
+
+Importing this module is cheap: ``s4tf_py`` and ``s4tf_models`` are imported by the commands
+that need them, when they run.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import ast
 import os
 import sys
 
 #: commands that later issues bring, with the message they print until then
 PENDING = {
-    "train": "arrives with issue 6 (Gemma 2/3: `s4tf train gemma ...`; the training loop "
-             "itself is issue 5)",
-    "generate": "arrives with issue 6 (Gemma 2/3 text generation: `s4tf generate gemma ...`)",
     "validate": "arrives with the validation-suite issue that follows issue 6 (the 30 models of "
                 "S4TF's catalogue)",
 }
@@ -180,6 +190,171 @@ def cmd_bench(args) -> int:
     return int(mod.main(args.rest) or 0)
 
 
+# ---- train / generate (Gemma) -------------------------------------------------------------------
+
+#: the models `s4tf train` and `s4tf generate` know
+MODELS = ("gemma",)
+
+
+def _model_name(command: str, rest: list[str]) -> tuple[str | None, list[str]]:
+    """(model name, remaining arguments), or (None, ...) after printing why there is none."""
+    if not rest or rest[0] in ("-h", "--help"):
+        print(f"usage: s4tf {command} MODEL [options]   (MODEL: {', '.join(MODELS)}; "
+              f"`s4tf {command} gemma --help` lists the options)",
+              file=sys.stdout if rest else sys.stderr)
+        return None, rest
+    if rest[0] not in MODELS:
+        print(f"s4tf {command}: unknown model {rest[0]!r}; choose from {', '.join(MODELS)} "
+              f"(e.g. `s4tf {command} gemma --help`)", file=sys.stderr)
+        return None, rest
+    return rest[0], rest[1:]
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The options of ``s4tf train gemma``."""
+    ap = argparse.ArgumentParser(
+        prog="s4tf train gemma",
+        description="Train a Gemma causal LM on the embedded corpus (Python's standard-library "
+        "documentation) or your own UTF-8 text: AdamW with warmup + cosine learning rate, "
+        "gradient clipping, periodic held-out loss, resumable checkpoints, a progress bar, and "
+        "a generated sample at the end. With --teacher, knowledge distillation as Gemma 3 was "
+        "trained (256 token ids sampled per position by teacher probability).")
+    ap.add_argument("--preset", default="gemma3-tiny",
+                    help="model size: gemma3-tiny, gemma3-small, gemma2-tiny or a published "
+                         "size (default gemma3-tiny)")
+    ap.add_argument("--steps", type=int, default=300, help="training steps (300)")
+    ap.add_argument("--data", help="a UTF-8 text file or a folder of them (default: the "
+                                   "embedded corpus)")
+    ap.add_argument("--tokenizer", help="a SentencePiece tokenizer.model (default: the embedded "
+                                        "1,024-piece one)")
+    ap.add_argument("--teacher", metavar="DIR",
+                    help="distill from this Gemma checkpoint folder (same vocabulary)")
+    ap.add_argument("--distill-samples", type=int, default=256,
+                    help="teacher ids sampled per position (256, as Gemma 3)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bfloat16 forward/backward, float32 master weights and loss")
+    ap.add_argument("--out", metavar="DIR",
+                    help="where the trained model goes as a Hugging Face folder with its "
+                         "tokenizer.model; checkpoints go to DIR/checkpoints "
+                         "(default: gemma-PRESET)")
+    ap.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (128)")
+    ap.add_argument("--batch-size", type=int, default=8, help="sequences per step (8)")
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (3e-3)")
+    ap.add_argument("--min-lr-ratio", type=float, default=0.1,
+                    help="final learning rate as a fraction of the peak (0.1)")
+    ap.add_argument("--warmup-steps", type=int, default=None,
+                    help="linear warmup steps (default min(100, steps/10))")
+    ap.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (0.1)")
+    ap.add_argument("--clip-norm", type=float, default=1.0,
+                    help="clip the gradient's global norm to this (1.0; 0 turns it off)")
+    ap.add_argument("--eval-every", type=int, default=50,
+                    help="steps between held-out evaluations (50)")
+    ap.add_argument("--eval-batches", type=int, default=4,
+                    help="held-out batches per evaluation (4)")
+    ap.add_argument("--checkpoint-every", type=int, default=None,
+                    help="steps between checkpoints (default: --eval-every)")
+    ap.add_argument("--no-checkpoints", action="store_true", help="write no checkpoints")
+    ap.add_argument("--no-resume", action="store_true",
+                    help="start over even if DIR/checkpoints holds a run to resume")
+    ap.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                    help="stop when this much time has passed (the schedule follows it)")
+    ap.add_argument("--seed", type=int, default=0, help="initialization, data order and "
+                                                        "sampling seed (0)")
+    ap.add_argument("--sample-prompt", default="Return the",
+                    help="prompt of the sample generated at the end ('' for none)")
+    ap.add_argument("--sample-tokens", type=int, default=48,
+                    help="tokens generated for the sample (48)")
+    return ap
+
+
+def cmd_train(rest: list[str]) -> int:
+    model, rest = _model_name("train", rest)
+    if model is None:
+        return 0 if rest and rest[0] in ("-h", "--help") else 2
+    args = train_parser().parse_args(rest)
+    gt = importlib.import_module("s4tf_models.gemma.train")    # heavy: only now
+    out = args.out if args.out is not None else f"gemma-{args.preset}"
+    options = gt.TrainOptions(
+        preset=args.preset, steps=args.steps, data=args.data, tokenizer=args.tokenizer,
+        teacher=args.teacher, distill_samples=args.distill_samples, bf16=args.bf16, out=out,
+        seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
+        min_lr_ratio=args.min_lr_ratio, warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay, clip_norm=args.clip_norm or None,
+        eval_every=args.eval_every, eval_batches=args.eval_batches,
+        checkpoint_dir=None if args.no_checkpoints else os.path.join(out, "checkpoints"),
+        checkpoint_every=args.checkpoint_every, resume=not args.no_resume,
+        time_budget=args.time_budget, seed=args.seed,
+        sample_prompt=args.sample_prompt or None, sample_tokens=args.sample_tokens)
+    try:
+        gt.train(options)
+    except (ValueError, FileNotFoundError) as e:
+        msg = str(e)
+        msg = msg[len("train gemma: "):] if msg.startswith("train gemma: ") else msg
+        print(f"s4tf train gemma: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def generate_parser() -> argparse.ArgumentParser:
+    """The options of ``s4tf generate gemma``."""
+    ap = argparse.ArgumentParser(
+        prog="s4tf generate gemma",
+        description="Continue a prompt with a Gemma checkpoint (a Hugging Face folder, e.g. "
+        "one written by `s4tf train gemma`), printing each piece of text as its token is "
+        "produced.")
+    ap.add_argument("--checkpoint", required=True, metavar="DIR",
+                    help="the model folder (config.json, *.safetensors, tokenizer.model)")
+    ap.add_argument("--prompt", required=True, help="the text to continue")
+    ap.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (64)")
+    ap.add_argument("--temperature", type=float, default=0.8,
+                    help="sampling temperature; 0 is greedy (0.8)")
+    ap.add_argument("--top-k", type=int, default=40, help="sample among the k likeliest (40; "
+                                                          "0 for all)")
+    ap.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    ap.add_argument("--tokenizer", help="a tokenizer.model, when the folder has none")
+    return ap
+
+
+def cmd_generate(rest: list[str]) -> int:
+    model_name, rest = _model_name("generate", rest)
+    if model_name is None:
+        return 0 if rest and rest[0] in ("-h", "--help") else 2
+    args = generate_parser().parse_args(rest)
+    folder = args.checkpoint
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        print(f"s4tf generate gemma: error: --checkpoint {folder!r} is not a model folder (no "
+              "config.json there)", file=sys.stderr)
+        return 2
+    from s4tf_models import gemma                       # heavy: only now
+    from s4tf_models.gemma.train import generate_text
+    try:
+        model = gemma.load(folder)
+        if args.tokenizer is not None:
+            tok = gemma.Tokenizer(args.tokenizer)
+        elif os.path.isfile(os.path.join(folder, "tokenizer.model")):
+            tok = gemma.Tokenizer.from_folder(folder)
+        else:
+            tok = gemma.Tokenizer.embedded()
+            if tok.vocab_size != model.config.vocab_size:
+                raise ValueError(f"{folder} has no tokenizer.model and its vocabulary "
+                                 f"({model.config.vocab_size}) is not the embedded "
+                                 f"tokenizer's ({tok.vocab_size}): pass --tokenizer")
+            print("(no tokenizer.model in the folder: using the embedded tokenizer)",
+                  file=sys.stderr)
+        sys.stdout.write(args.prompt)
+        sys.stdout.flush()
+        generate_text(model, tok, args.prompt, args.max_new_tokens,
+                      temperature=args.temperature, top_k=args.top_k or None,
+                      top_p=args.top_p, seed=args.seed, stream=sys.stdout)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"\ns4tf generate gemma: error: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
 # ---- the command --------------------------------------------------------------------------------
 
 def cmd_demo(args) -> int:
@@ -195,6 +370,10 @@ def _runner(name):
         return cmd_bench
     if name == "ir":
         return cmd_ir
+    if name == "train":
+        return lambda args: cmd_train(args.rest)
+    if name == "generate":
+        return lambda args: cmd_generate(args.rest)
     return _pending(name)
 
 
@@ -212,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"s4tf_py {s4tf_py.__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="train a small MLP on the embedded digits data",
+    p = sub.add_parser("demo", help="train the tiny Gemma 3 on the embedded corpus for a few "
+                                    "minutes, then generate (--mlp: the digits MLP)",
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(run=cmd_demo)
@@ -236,6 +416,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(run=cmd_bench)
 
+    p = sub.add_parser("train", help="train a model: `s4tf train gemma --help`",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_runner("train"))
+
+    p = sub.add_parser("generate", help="generate text: `s4tf generate gemma --help`",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_runner("generate"))
+
     for name in PENDING:
         p = sub.add_parser(name, help=f"not available yet ({PENDING[name].split(' (')[0]})")
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -244,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: subcommands whose arguments go, unparsed, to their own parser
-_PASS_THROUGH = ("demo", "bench", *PENDING)
+_PASS_THROUGH = ("demo", "bench", "train", "generate", *PENDING)
 
 
 def _main(argv=None) -> int:

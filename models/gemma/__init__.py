@@ -7,8 +7,13 @@
 from .checkpoint import load, save
 from .config import FULL, PRESETS, SLIDING, GemmaConfig
 from .tokenizer import StreamDecoder, Tokenizer
+from .distill import (Teacher, TeacherSamples, distillation_loss, kl_to_teacher,
+                      sample_teacher_targets)
+from .train import TrainOptions, TrainResult, generate_text
 from .model import (Attention, DecoderLayer, Embedding, GemmaForCausalLM, GemmaModel, Linear,
                     MLP, RMSNorm)
 
-__all__ = ["load", "save", "Tokenizer", "StreamDecoder", "GemmaConfig", "PRESETS", "FULL", "SLIDING", "GemmaForCausalLM", "GemmaModel",
+__all__ = ["load", "save", "Tokenizer", "StreamDecoder", "TrainOptions", "TrainResult",
+           "generate_text", "Teacher", "TeacherSamples", "distillation_loss", "kl_to_teacher",
+           "sample_teacher_targets", "GemmaConfig", "PRESETS", "FULL", "SLIDING", "GemmaForCausalLM", "GemmaModel",
            "DecoderLayer", "Attention", "MLP", "RMSNorm", "Embedding", "Linear"]

@@ -99,6 +99,15 @@ def _scatter_impl(x, idx, u, *, axis, combine, inplace=False):
     um = um.reshape((-1,) + ym.shape[1:])           # (len(idx), *rest)
     flat = idx.reshape(-1)[keep]
     um = um[keep]
+    if combine == "add" and y.ndim == 1 and k == 1 and y.dtype.kind == "f":
+        # a 1-D scatter-add (the transpose of take_along_axis): bincount sums in float64
+        flat = idx.reshape(-1)
+        keep = (flat >= 0) & (flat < n)
+        w = u.reshape(-1).astype(np.float64)
+        if not keep.all():
+            flat, w = flat[keep], w[keep]
+        y += np.bincount(flat, weights=w, minlength=n).astype(y.dtype)
+        return y
     if combine == "add":
         if y.dtype in dt.LOW_PRECISION:
             acc = ym.astype(np.float32)
@@ -602,15 +611,28 @@ for _f, _d in _DOCS.items():
 # ---- derivatives ------------------------------------------------------------------------------
 
 def _scatter_along(ct, idx, n, axis):
-    """sum over j of one_hot(idx_j) * ct_j along ``axis``: the transpose of take_along_axis."""
-    from .math import equal
-    from .creation import iota
-    from .reduction import sum as _sum
-    oh_shape = idx.shape[:axis + 1] + (n,) + idx.shape[axis + 1:]
-    from .math import where
-    hot = where(equal(expand_dims(idx, axis + 1), iota(oh_shape, axis + 1, dtype=idx.dtype,
-                                                       device=idx.device)), 1.0, 0.0).astype(ct.dtype)
-    return _sum(hot * expand_dims(ct, axis + 1), axis=axis)
+    """The transpose of take_along_axis: ``g`` with ``g[..., idx[p], ...] += ct[p]`` for every
+    position ``p`` of ``idx`` (``g``'s shape is ``idx``'s with ``n`` along ``axis``). One
+    scatter-add into the flattened ``g`` at ``offset(p) + idx[p] * stride``: linear in the
+    number of positions (a one-hot formulation cost positions x n)."""
+    from .creation import iota, zeros
+    if idx.shape != ct.shape:              # indices broadcast against x's other dims
+        idx = broadcast_to(idx, ct.shape)
+    shape = idx.shape[:axis] + (n,) + idx.shape[axis + 1:]
+    strides = [1] * len(shape)
+    for d in range(len(shape) - 2, -1, -1):
+        strides[d] = strides[d + 1] * shape[d + 1]
+    flat = idx.astype(dt.int64) * strides[axis]
+    for d in range(len(shape)):
+        if d != axis and shape[d] > 1:
+            flat = flat + iota(idx.shape, d, dtype=dt.int64, device=idx.device) * strides[d]
+    size = 1
+    for d in shape:
+        size *= d
+    g = bind_op(SCATTER, [zeros((size,), dtype=ct.dtype, device=ct.device),
+                          reshape(flat, (-1,)), reshape(ct, (-1,))],
+                (("axis", 0), ("combine", "add")))
+    return reshape(g, shape)
 
 
 def _derivatives():
