@@ -450,11 +450,29 @@ class _F:
         e = self.b.add(m, self.i(self.bias))
         return self.flt(self.b.shl(e, self.i(self.nm)))
 
+    def _imin(self, a, b):
+        return self.b.select(self.b.icmp_signed("<", a, b), a, b)
+
+    def _imax(self, a, b):
+        return self.b.select(self.b.icmp_signed(">", a, b), a, b)
+
     def scale(self, y, m):
-        """y * 2**m for |m| up to about 2*bias, correctly rounded into subnormals / inf."""
-        m1 = self.b.ashr(m, self.i(1))
-        m2 = self.b.sub(m, m1)
-        return self.mul(self.mul(y, self.pow2i(m1)), self.pow2i(m2))
+        """y * 2**m for ``0.5 <= |y| < 2`` and |m| up to about 2*bias, correctly rounded into
+        subnormals / inf — without ever computing a subnormal by multiplication: x86 takes a
+        ~150-cycle microcode assist for each one, which made a softmax over masked (mostly
+        -inf) scores 6x slower. A subnormal result is built from its bits instead: the
+        integer ``rint(|y| * 2**(m + 149))`` (float32) *is* the bit pattern of ``y * 2**m``
+        below 2**-125, its sign put back with copysign."""
+        lo = -(self.bias - 2)                       # y * 2**m is normal for m >= lo
+        m_n = self._imax(m, self.i(lo))             # normal path (clamped: never subnormal)
+        m1 = self._imin(m_n, self.i(self.bias))
+        m2 = self.b.sub(m_n, m1)
+        normal = self.mul(self.mul(y, self.pow2i(m1)), self.pow2i(m2))
+        k = self.b.add(m, self.i(self.bias - 1 + self.nm))
+        k = self._imin(self._imax(k, self.i(-2)), self.i(self.nm))
+        t = self.rint(self.mul(self.abs(y), self.pow2i(k)))
+        sub = self.copysign(self.flt(self.toint(t)), y)
+        return self.sel(self.b.icmp_signed("<", m, self.i(lo)), sub, normal)
 
     def finish_nan(self, x, res):
         return self.sel(self.isnan(x), x, res)
