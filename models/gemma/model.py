@@ -138,12 +138,14 @@ class Attention(s4.nn.Layer):
             new_cache = (k, v)
         # query heads h = kv * g + j share kv head kv: group them instead of repeating K/V
         qg = q.reshape((b, nkv, g * t, hd))
-        scores = s4.matmul(qg, s4.matrix_transpose(k)) * c.query_scale   # [B, KV, g*T, S]
+        scores = s4.matmul(qg, s4.matrix_transpose(k))                  # [B, KV, g*T, S]
+        # per (query head, position) rows first: the scale, soft-cap, mask and softmax then
+        # fuse into one row kernel reading the product once
+        scores = scores.reshape((b, nkv, g, t, scores.shape[-1])) * c.query_scale
         if c.attn_logit_softcap is not None:
             cap = c.attn_logit_softcap
             scores = s4.tanh(scores / cap) * cap
-        scores = scores.reshape((b, nkv, g, t, scores.shape[-1])).astype(s4.float32)
-        scores = s4.where(mask, scores, float(np.finfo(np.float32).min))
+        scores = s4.where(mask, scores.astype(s4.float32), float(np.finfo(np.float32).min))
         probs = s4.softmax(scores, axis=-1).astype(q.dtype)
         out = s4.matmul(probs.reshape((b, nkv, g * t, -1)), v)        # [B, KV, g*T, hd]
         out = s4.permute_dims(out.reshape((b, nh, t, hd)), (0, 2, 1, 3)).reshape((b, t, nh * hd))
