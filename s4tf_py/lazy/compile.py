@@ -91,7 +91,8 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if _trace_depth[0]:        # called inside another trace: inline the body
             return self.fn(*args, **kwargs)
-        ctx = tuple(f() for f in TRACE_CONTEXT) if TRACE_CONTEXT else ()
+        tc = TRACE_CONTEXT                    # (no generator: this is the dispatch path)
+        ctx = tc[0]() if len(tc) == 1 else tuple([f() for f in tc])
         if not kwargs:
             # fast path: positional Tensors only (the common training-step call)
             fast_key = [ctx]

@@ -11,31 +11,43 @@ __all__ = ["functional", "initializers", "Layer", "Dense", "glorot_uniform", "le
            "is_training"]
 __all__ += ["Sequential", "sequenced", "Flatten", "Reshape", "Function", "LayerSummary",
             "SummaryRow"]
-from .convolutional import (Conv1D, Conv2D, Conv3D, DepthwiseConv2D, SeparableConv1D,
-                            SeparableConv2D, TransposedConv1D, TransposedConv2D,
-                            TransposedConv3D)
-from .morphology import Dilation2D, Erosion2D
-from .pooling import (AvgPool1D, AvgPool2D, AvgPool3D, FractionalMaxPool2D, GlobalAvgPool1D,
-                      GlobalAvgPool2D, GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
-                      GlobalMaxPool3D, MaxPool1D, MaxPool2D, MaxPool3D)
-from .recurrent import (GRU, LSTM, RNN, BasicRNN, BasicRNNCell, Bidirectional, GRUCell,
-                        LSTMCell, LSTMState, RecurrentCell)
-from .reshaping import (UpSampling1D, UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D,
-                        ZeroPadding3D)
 
-__all__ += ["Conv1D", "Conv2D", "Conv3D", "TransposedConv1D", "TransposedConv2D",
-            "TransposedConv3D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
-            "Dilation2D", "Erosion2D", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D",
-            "AvgPool2D", "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
-            "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D", "FractionalMaxPool2D",
-            "BasicRNNCell", "LSTMCell", "GRUCell", "LSTMState", "RecurrentCell", "RNN",
-            "BasicRNN", "LSTM", "GRU", "Bidirectional", "UpSampling1D", "UpSampling2D",
-            "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"]
-from .attention import MultiHeadAttention
-from .dropout import AlphaDropout, Dropout, GaussianDropout, GaussianNoise
-from .embedding import Embedding
-from .normalization import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
+#: layer classes imported on first use (each class synthesizes its TangentVector when it is
+#: defined: importing them all up front cost ~30 ms of every ``import s4tf_py``)
+_LAZY = {
+    **dict.fromkeys([
+        'MultiHeadAttention'], "attention"),
+    **dict.fromkeys([
+        'Conv1D', 'Conv2D', 'Conv3D', 'DepthwiseConv2D', 'SeparableConv1D',
+        'SeparableConv2D', 'TransposedConv1D', 'TransposedConv2D',
+        'TransposedConv3D'], "convolutional"),
+    **dict.fromkeys([
+        'AlphaDropout', 'Dropout', 'GaussianDropout', 'GaussianNoise'], "dropout"),
+    **dict.fromkeys([
+        'Embedding'], "embedding"),
+    **dict.fromkeys([
+        'Dilation2D', 'Erosion2D'], "morphology"),
+    **dict.fromkeys([
+        'BatchNorm', 'GroupNorm', 'InstanceNorm', 'LayerNorm', 'RMSNorm'], "normalization"),
+    **dict.fromkeys([
+        'AvgPool1D', 'AvgPool2D', 'AvgPool3D', 'FractionalMaxPool2D',
+        'GlobalAvgPool1D', 'GlobalAvgPool2D', 'GlobalAvgPool3D', 'GlobalMaxPool1D',
+        'GlobalMaxPool2D', 'GlobalMaxPool3D', 'MaxPool1D', 'MaxPool2D', 'MaxPool3D'], "pooling"),
+    **dict.fromkeys([
+        'BasicRNN', 'BasicRNNCell', 'Bidirectional', 'GRU', 'GRUCell', 'LSTM',
+        'LSTMCell', 'LSTMState', 'RNN', 'RecurrentCell'], "recurrent"),
+    **dict.fromkeys([
+        'UpSampling1D', 'UpSampling2D', 'UpSampling3D', 'ZeroPadding1D',
+        'ZeroPadding2D', 'ZeroPadding3D'], "reshaping"),
+}
+__all__ += sorted(_LAZY)
 
-__all__ += ["BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm", "Dropout",
-            "AlphaDropout", "GaussianDropout", "GaussianNoise", "Embedding",
-            "MultiHeadAttention"]
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 's4tf_py.nn' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -16,11 +16,17 @@ from __future__ import annotations
 import threading
 
 PHASES = ("training", "inference")
-_local = threading.local()
+
+
+class _Local(threading.local):
+    phase = "inference"          # every thread starts in inference (a class default: cheap)
+
+
+_local = _Local()
 
 
 def _current() -> str:
-    return getattr(_local, "phase", "inference")
+    return _local.phase
 
 
 class _PhaseScope:
