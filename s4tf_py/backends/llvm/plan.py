@@ -205,6 +205,9 @@ def _sink_fusible(eqns):
     return out
 
 
+#: how far ahead a closing group looks for elementwise equations it can take (pull_ahead)
+LOOKAHEAD = 64
+
 #: a sum over this many leading rows (and at most GEMV_MAX_ROWS: BLAS accumulates in the
 #: input's precision, our reduction kernels in float64) runs as ``ones @ x`` on BLAS
 GEMV_ROWS = 16
@@ -408,7 +411,30 @@ def _plan(eqns):
             steps.append(("group", kept))
             group = None
 
-    for e in eqns:
+    made_here = {v for q in eqns for v in q.outs}
+    defined: set = set()                  # values made by the equations planned so far
+    pulled: set = set()                   # ids of equations planned ahead of their turn
+
+    def pull_ahead(i):
+        """Before the open group closes for the non-fusible ``eqns[i]``, pull into it the
+        later elementwise equations it accepts whose inputs exist already (the two halves of
+        GeGLU's backward read the same gradient: one kernel then reads it once). Moving an
+        equation earlier is safe when its inputs are defined: what reads it comes later."""
+        pending = set(eqns[i].outs)       # what the closing equation makes is not there yet
+        for q in eqns[i + 1:i + 1 + LOOKAHEAD]:
+            if id(q) in pulled or not (_elementwise(q) and not q.prim.multiple_results):
+                continue
+            if all(v not in pending and (v in defined or v not in made_here or
+                                         v in group.produced)
+                   for v in q.inputs) and group.accepts(q):
+                group.add(q)
+                pulled.add(id(q))
+                defined.update(q.outs)
+
+    for i, e in enumerate(eqns):
+        if id(e) in pulled:
+            continue
+        defined.update(e.outs)
         name = e.prim.name
         if name == "constant":
             # constants are inlined wherever a kernel reads them; materialize once for others
@@ -469,6 +495,8 @@ def _plan(eqns):
             group.add(e)
             continue
         if group is not None and any(v in group.produced for v in e.inputs):
+            if not group.closed and e.prim.name in ("dot_general", "conv_general"):
+                pull_ahead(i)
             flush()
         if name == "dot_general" and blas.supported(e):
             steps.append(("dot", e))
