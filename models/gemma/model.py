@@ -136,6 +136,10 @@ class Attention(s4.nn.Layer):
             k = s4.index_update(cache[0], slot, k, axis=2)
             v = s4.index_update(cache[1], slot, v, axis=2)
             new_cache = (k, v)
+        elif mask.ndim == 6:                  # a blocked sliding-window mask
+            out = _local_attention(q, k, v, c, mask)
+            out = s4.permute_dims(out, (0, 2, 1, 3)).reshape((b, t, nh * hd))
+            return self.o_proj(out), new_cache
         # query heads h = kv * g + j share kv head kv: group them instead of repeating K/V
         qg = q.reshape((b, nkv, g * t, hd))
         scores = s4.matmul(qg, s4.matrix_transpose(k))                  # [B, KV, g*T, S]
@@ -218,18 +222,83 @@ class GemmaModel(s4.nn.Layer):
 
 
 def attention_masks(c: GemmaConfig, t: int, attention_mask=None) -> dict:
-    """Boolean masks ``[B or 1, 1, 1, T, T]`` per layer type: causal, the sliding window
-    ``i - W < j <= i`` on sliding layers, and padding (``attention_mask[b, j] == 0``)."""
+    """Boolean masks per layer type: causal, the sliding window ``i - W < j <= i`` on
+    sliding layers, and padding (``attention_mask[b, j] == 0``). Dense masks are
+    ``[B or 1, 1, 1, T, T]``; when the window is under half the sequence, sliding layers get
+    a blocked mask ``[B or 1, 1, nb, 1, W, 2W]`` instead (see :func:`_local_attention`)."""
     i = np.arange(t)[:, None]
     j = np.arange(t)[None, :]
     causal = j <= i
-    out = {FULL: causal, SLIDING: causal & (j > i - c.sliding_window)}
-    out = {k: s4.Tensor(v[None, None, None]) for k, v in out.items()}
-    if attention_mask is not None:
-        keep = s4.asarray(attention_mask) != 0                       # [B, T]
-        keep = keep[:, None, None, None, :]
-        out = {k: v & keep for k, v in out.items()}
+    keep = None if attention_mask is None else s4.asarray(attention_mask) != 0   # [B, T]
+    full = s4.Tensor(causal[None, None, None])
+    out = {FULL: full if keep is None else full & keep[:, None, None, None, :]}
+    w = c.sliding_window
+    if 2 * w < t:
+        out[SLIDING] = _blocked_window_mask(t, w, keep)
+    else:
+        m = s4.Tensor((causal & (j > i - w))[None, None, None])
+        out[SLIDING] = m if keep is None else m & keep[:, None, None, None, :]
     return out
+
+
+def _blocked_window_mask(t: int, w: int, keep=None):
+    """``[B or 1, 1, nb, 1, w, 2w]``: query ``r`` of block ``i`` (position ``i*w + r``) may
+    see slot ``s`` of its keys (position ``(i-1)*w + s``, the previous block then its own)."""
+    nb = -(-t // w)
+    blk = np.arange(nb)[:, None, None]
+    r = np.arange(w)[None, :, None]
+    slot = np.arange(2 * w)[None, None, :]
+    p = blk * w + r
+    kpos = (blk - 1) * w + slot
+    ok = (kpos >= 0) & (kpos <= p) & (kpos > p - w) & (kpos < t)
+    m = s4.Tensor(ok[None, None, :, None])
+    if keep is None:
+        return m
+    b = keep.shape[0]
+    kp = s4.concatenate([s4.zeros((b, w), dtype=s4.bool_), keep,
+                         s4.zeros((b, nb * w - t), dtype=s4.bool_)], axis=1)  # [B, (nb+1) w]
+    prev, own = kp[:, :nb * w].reshape((b, nb, w)), kp[:, w:].reshape((b, nb, w))
+    keys = s4.concatenate([prev, own], axis=-1)                          # [B, nb, 2w]
+    return m & keys[:, None, :, None, None, :]
+
+
+def _local_attention(q, k, v, c: GemmaConfig, mask):
+    """Sliding-window attention in blocks of ``W`` queries: each block attends to its own keys
+    and the previous block's (``2W`` slots, masked to the window), so scores are ``T x 2W``
+    per head instead of ``T x T``. ``q`` ``[B, H, T, hd]``, ``k``/``v`` ``[B, KV, T, hd]`` →
+    ``[B, H, T, hd]`` (before softmax, the same scale, soft-cap and mask as dense
+    attention; masked slots get the same large negative score)."""
+    b, nh, t, hd = q.shape
+    nkv, w = k.shape[1], c.sliding_window
+    g = nh // nkv
+    nb = -(-t // w)
+    tp = nb * w
+
+    def pad_t(x):
+        return x if tp == t else s4.concatenate(
+            [x, s4.zeros(x.shape[:2] + (tp - t, hd), dtype=x.dtype)], axis=2)
+    q, k, v = pad_t(q), pad_t(k), pad_t(v)
+    # queries: [B, KV, nb, g*W, hd] (the g heads of one KV head, block by block)
+    qb = s4.permute_dims(q.reshape((b, nkv, g, nb, w, hd)), (0, 1, 3, 2, 4, 5))
+    qb = qb.reshape((b, nkv, nb, g * w, hd))
+
+    def two_blocks(x):                   # [B, KV, nb, 2W, hd]: the previous block, then own
+        xb = x.reshape((b, nkv, nb, w, hd))
+        prev = s4.concatenate([s4.zeros((b, nkv, 1, w, hd), dtype=x.dtype), xb[:, :, :-1]],
+                              axis=2)
+        return s4.concatenate([prev, xb], axis=3)
+    kb, vb = two_blocks(k), two_blocks(v)
+    scores = s4.matmul(qb, s4.matrix_transpose(kb))                  # [B, KV, nb, g*W, 2W]
+    scores = scores.reshape((b, nkv, nb, g, w, 2 * w)) * c.query_scale
+    if c.attn_logit_softcap is not None:
+        cap = c.attn_logit_softcap
+        scores = s4.tanh(scores / cap) * cap
+    scores = s4.where(mask, scores.astype(s4.float32), float(np.finfo(np.float32).min))
+    probs = s4.softmax(scores, axis=-1).astype(q.dtype)
+    out = s4.matmul(probs.reshape((b, nkv, nb, g * w, 2 * w)), vb)   # [B, KV, nb, g*W, hd]
+    out = s4.permute_dims(out.reshape((b, nkv, nb, g, w, hd)), (0, 1, 3, 2, 4, 5))
+    out = out.reshape((b, nh, tp, hd))
+    return out if tp == t else out[:, :, :t]
 
 
 class GemmaForCausalLM(s4.nn.Layer):

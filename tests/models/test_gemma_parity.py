@@ -185,3 +185,32 @@ def test_presets_follow_the_size_table():
     assert p("gemma3-1b").sliding_window == 512 and p("gemma3-4b").sliding_window == 1024
     with pytest.raises(ValueError, match="unknown preset"):
         p("gemma4-1b")
+
+
+@pytest.mark.parametrize("gen,window", [(3, 7), (2, 8)])
+def test_sliding_layers_attend_in_blocks_on_long_sequences(tmp_path, gen, window):
+    """With the window under half the sequence, sliding layers attend block by block (T x 2W
+    scores instead of T x T): still transformers' logits, with padding and a window that
+    does not divide the sequence."""
+    from s4tf_models.gemma.model import attention_masks
+    common = dict(vocab_size=256, hidden_size=64, intermediate_size=128, head_dim=16,
+                  max_position_embeddings=128, attn_implementation="eager",
+                  num_hidden_layers=3 if gen == 3 else 2, num_attention_heads=4,
+                  num_key_value_heads=2, sliding_window=window)
+    torch.manual_seed(1)
+    hf = (Gemma3ForCausalLM(Gemma3TextConfig(**common)) if gen == 3 else
+          Gemma2ForCausalLM(Gemma2Config(**common)))
+    with torch.no_grad():
+        for n, p in hf.named_parameters():
+            p.normal_(0, 0.5 if "norm" in n else 0.15)
+    hf.eval().save_pretrained(tmp_path)
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(3, 256, (2, 40), generator=g)
+    mask = torch.ones(2, 40, dtype=torch.long)
+    mask[1, :6] = 0
+    with torch.no_grad():
+        want = hf(input_ids=ids, attention_mask=mask).logits.numpy()
+    got, model = _ours(tmp_path, ids, mask, "llvm")
+    assert attention_masks(model.config, 40)[gemma.SLIDING].ndim == 6      # the blocked path
+    err = np.abs(got - want)[mask.numpy().astype(bool)].max()
+    assert err < 1e-4, err
