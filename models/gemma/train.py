@@ -67,7 +67,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
@@ -75,6 +74,7 @@ from typing import Any, Callable, Sequence, TextIO
 import numpy as np
 
 import s4tf_py as s4
+from s4tf_py.caching import atomic_write_bytes, cache_root
 from s4tf_py.data import (Epoch, InferenceBatches, LanguageModelWindows, TrainingEpochs,
                           epoch_order, text_corpus)
 from s4tf_py.train import Callback, Checkpointer, TrainingLoop
@@ -210,31 +210,14 @@ class TrainResult:
 # ---- text -> token ids ------------------------------------------------------------------------
 
 def token_cache_dir() -> Path | None:
-    """``$S4TF_CACHE_DIR/gemma`` (default ``~/.cache/s4tf_py/gemma``); None when caching is
-    off (``S4TF_CACHE_DIR=""``): the convention of the data and compile caches."""
-    d = os.environ.get("S4TF_CACHE_DIR")
-    if d is None:
-        d = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                         "s4tf_py")
+    """``<cache root>/gemma`` (see :mod:`s4tf_py.caching`); None when caching is off
+    (``S4TF_CACHE_DIR=""``)."""
+    d = cache_root()
     return Path(d) / "gemma" if d else None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)                    # mkstemp's 0600 is for the temporary name only
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+_atomic_write = atomic_write_bytes
+
 
 
 def _token_key(text: str, tokenizer: Tokenizer) -> str:

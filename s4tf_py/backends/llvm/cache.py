@@ -29,11 +29,8 @@ stats = {"disk_hits": 0, "disk_misses": 0, "corrupt": 0}
 
 def cache_dir() -> str | None:
     """The cache directory, or None when disabled (``S4TF_CACHE_DIR=""``)."""
-    d = os.environ.get("S4TF_CACHE_DIR")
-    if d is None:
-        d = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                         "s4tf_py")
-    return d or None
+    from ...caching import cache_root
+    return cache_root()
 
 
 _SOURCES = ("blas.py", "cache.py", "codegen.py", "conv.py", "executable.py", "jit.py",
