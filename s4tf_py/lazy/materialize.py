@@ -210,6 +210,12 @@ def check_not_donated(node) -> None:
             f"this tensor {node.aval}'s buffer was {v.where} (donate_argnums): it cannot be "
             "read or used after that call. Use the function's result instead, or leave the "
             "argument out of donate_argnums.")
+    if isinstance(v, _Donated):
+        from ..errors import ExecutionError
+        raise ExecutionError(
+            f"internal error: the buffer of a {node.aval} value was handed to an earlier "
+            "computation that nothing else seemed to need (please report this with the "
+            "program that triggers it)")
 
 
 _DONATED = _Donated()
@@ -256,7 +262,9 @@ def barrier() -> None:
     del pending
     by_device: dict = {}
     for n in held:
-        if not _depends_on_abstract(n):
+        # a value whose inputs are traced or were donated cannot be computed: reading it
+        # raises the error that explains why; a barrier leaves it pending
+        if not _uncomputable(n):
             by_device.setdefault(n.device, []).append(n)
     del held
     for nodes in by_device.values():
@@ -277,6 +285,6 @@ def _count_consumers(nodes) -> dict[int, int]:
     return count
 
 
-def _depends_on_abstract(node) -> bool:
+def _uncomputable(node) -> bool:
     leaves, _, _ = collect([node])
-    return any(l.is_abstract for l in leaves)
+    return any(l.is_abstract or type(l.value) is _Donated for l in leaves)
