@@ -139,6 +139,52 @@ def check_losses(losses: dict, reference: str = "torch") -> None:
             raise AssertionError(f"{impl} losses {ls} disagree with {reference}'s {ref}")
 
 
+# ---- fresh processes (compile benchmarks) ----------------------------------------------------
+
+def spawn_child(script: str, args: list, cache_dir: str, mark: str) -> dict:
+    """Run ``script --child *args`` in a fresh Python with its own compile caches under
+    ``cache_dir`` (s4tf_py's and jax's); returns the JSON the child printed after ``mark``,
+    or ``{"error", "stderr"}``."""
+    import subprocess
+    env = dict(os.environ)
+    # Python's own bytecode cache on, as a user has it (some shells export
+    # PYTHONDONTWRITEBYTECODE, which made every fresh process compile s4tf_py's sources: an
+    # editable install has no .pyc from pip, jax's site-packages copy does)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["S4TF_CACHE_DIR"] = os.path.join(cache_dir, "s4tf")
+    env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(cache_dir, "jax")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    proc = subprocess.run([sys.executable, os.path.abspath(script), "--child", *args],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=HERE)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith(mark)]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        return {"error": f"child exited {proc.returncode}: {tail}", "stderr": proc.stderr[-4000:]}
+    return json.loads(lines[-1][len(mark):])
+
+
+def llvm_cache_stats():
+    """The LLVM backend's disk-cache hits and misses in this process (informational)."""
+    try:
+        from s4tf_py.backends.llvm import cache
+        return dict(cache.stats)
+    except Exception as e:  # noqa: BLE001 - the stats are informational
+        return f"unavailable ({type(e).__name__}: {e})"
+
+
+def summarize_runs(samples: list[dict], key: str) -> dict:
+    """Median and min of ``key`` over the children's results, or why they have none."""
+    bad = [s for s in samples if key not in s]
+    if bad:
+        e = bad[0]
+        return {"unavailable": e.get("unavailable") or f"FAILED: {e.get('error')}",
+                "stderr": e.get("stderr", "")}
+    vals = [s[key] for s in samples]
+    return {"median_s": statistics.median(vals), "min_s": min(vals), "runs": len(vals),
+            "samples": samples}
+
+
 def main(run, doc: str, argv=None) -> int:
     """The command line every benchmark module shares: ``[--quick] [--out DIR]``."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])

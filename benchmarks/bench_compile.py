@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -98,11 +97,7 @@ def _s4_first_calls(s4, np, model: str) -> dict:
     # "ready": the executable exists (trace + optimize + compile or load), before it first runs
     res = {"first_call_s": first_s, "second_call_s": second_s, "loss": loss,
            "traces": step.traces, "ready_s": m["trace_seconds"] + m["compile_seconds"]}
-    try:
-        from s4tf_py.backends.llvm import cache
-        res["llvm_cache_stats"] = dict(cache.stats)
-    except Exception as e:  # noqa: BLE001 - the stats are informational
-        res["llvm_cache_stats"] = f"unavailable ({type(e).__name__}: {e})"
+    res["llvm_cache_stats"] = C.llvm_cache_stats()
     return res
 
 
@@ -154,38 +149,14 @@ def _child(impl: str, model: str) -> int:
 # ---- the parent ----------------------------------------------------------------------------
 
 def _spawn(impl: str, model: str, cache_dir: str) -> dict:
-    env = dict(os.environ)
-    # Python's own bytecode cache on, as a user has it (some shells export
-    # PYTHONDONTWRITEBYTECODE, which made every fresh process compile s4tf_py's sources: an
-    # editable install has no .pyc from pip, jax's site-packages copy does)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["S4TF_CACHE_DIR"] = os.path.join(cache_dir, "s4tf")
-    env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(cache_dir, "jax")
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", impl, model],
-                          env=env, capture_output=True, text=True, timeout=600, cwd=HERE)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(MARK)]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        return {"error": f"child exited {proc.returncode}: {tail}", "stderr": proc.stderr[-4000:]}
-    res = json.loads(lines[-1][len(MARK):])
+    res = C.spawn_child(__file__, [impl, model], cache_dir, MARK)
+    if "error" in res:
+        return res
     # what the process left in the cache directories (for the warm run to find)
     for sub in ("s4tf", "jax"):
         p = os.path.join(cache_dir, sub)
         res[f"{sub}_cache_files"] = len(os.listdir(p)) if os.path.isdir(p) else 0
     return res
-
-
-def _summarize(samples: list[dict], key: str) -> dict:
-    errors = [s for s in samples if key not in s]
-    if errors:
-        e = errors[0]
-        return {"unavailable": e.get("unavailable") or f"FAILED: {e['error']}",
-                "stderr": e.get("stderr", "")}
-    vals = [s[key] for s in samples]
-    return {"median_s": statistics.median(vals), "min_s": min(vals), "runs": len(vals),
-            "samples": samples}
 
 
 def run(quick: bool = False, out_dir: str | None = None) -> dict:
@@ -218,7 +189,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
         for phase in ("cold", "warm"):
             base = f"{impls['s4']} {phase}"
             rows = [{"name": f"{name} {phase}", "impl": impl,
-                     **_summarize(raw[model][impl][phase], "first_call_s")}
+                     **C.summarize_runs(raw[model][impl][phase], "first_call_s")}
                     for impl, name in impls.items()]
             C.add_ratios(rows, base)
             what = ("empty caches" if phase == "cold" else
@@ -250,7 +221,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> dict:
     for impl in impls:
         samples = [s for m in MODELS for p in ("cold", "warm") for s in raw[m][impl][p]]
         rows.append({"name": f"import {modules[impl]} (+ numpy)", "impl": impl,
-                     **_summarize(samples, "import_s")})
+                     **C.summarize_runs(samples, "import_s")})
     base = rows[0]["name"]
     C.add_ratios(rows, base)
     C.print_table(f"import time in a fresh process; median of {len(samples)}", rows, base)

@@ -50,7 +50,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -381,11 +380,7 @@ def _child_s4(folder: str) -> dict:
         second_s = time.perf_counter() - t2
     res = {"import_s": import_s, "first_call_s": first_s, "second_call_s": second_s,
            "ready_s": ready_s, "loss": loss, "traces": step.traces}
-    try:
-        from s4tf_py.backends.llvm import cache
-        res["llvm_cache_stats"] = dict(cache.stats)
-    except Exception as e:  # noqa: BLE001 - informational
-        res["llvm_cache_stats"] = f"unavailable ({type(e).__name__}: {e})"
+    res["llvm_cache_stats"] = C.llvm_cache_stats()
     return res
 
 
@@ -441,30 +436,7 @@ def _child(impl: str, folder: str) -> int:
 
 
 def _spawn(impl: str, folder: str, cache_dir: str) -> dict:
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)            # as bench_compile: a user's setup
-    env["S4TF_CACHE_DIR"] = os.path.join(cache_dir, "s4tf")
-    env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(cache_dir, "jax")
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", impl, folder],
-                          env=env, capture_output=True, text=True, timeout=600, cwd=HERE)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(MARK)]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        return {"error": f"child exited {proc.returncode}: {tail}", "stderr": proc.stderr[-4000:]}
-    return json.loads(lines[-1][len(MARK):])
-
-
-def _summarize(samples: list[dict], key: str) -> dict:
-    bad = [s for s in samples if key not in s]
-    if bad:
-        e = bad[0]
-        return {"unavailable": e.get("unavailable") or f"FAILED: {e.get('error')}",
-                "stderr": e.get("stderr", "")}
-    vals = [s[key] for s in samples]
-    return {"median_s": statistics.median(vals), "min_s": min(vals), "runs": len(vals),
-            "samples": samples}
+    return C.spawn_child(__file__, [impl, folder], cache_dir, MARK)
 
 
 def _compile(state, x_np, y_np, n_runs: int) -> dict:
@@ -495,7 +467,7 @@ def _compile(state, x_np, y_np, n_runs: int) -> dict:
     tables = {}
     for phase in ("cold", "warm"):
         rows = [{"name": f"{name} {phase}", "impl": impl,
-                 **_summarize(raw[impl][phase], "first_call_s")} for impl, name in impls.items()]
+                 **C.summarize_runs(raw[impl][phase], "first_call_s")} for impl, name in impls.items()]
         C.add_ratios(rows, f"{impls['s4']} {phase}")
         tables[phase] = rows
     ls = [s["loss"] for i in impls for p in ("cold", "warm") for s in raw[i][p] if "loss" in s]

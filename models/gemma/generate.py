@@ -4,9 +4,9 @@ Global layers cache every position; sliding-window layers keep a ring buffer of 
 only (slot ``p % W`` holds position ``p``), so a 5:1 model's cache is the size GEMMA.md §6's
 arithmetic gives: ``2 · KV · hd · bytes · (n_global · T + n_local · min(T, W))`` per batch row.
 The decode step is one ``s4.compile``'d function of (model, caches, token, position, masks,
-slots); the caches are donated, so each step writes its keys in place. Masks and slots are
-small host arrays computed per step (which cache slots each row may see: causal, window,
-padding), so the step traces once.
+slots), called with tensors only; the caches are donated, so each step writes its keys in
+place. Masks and slots are small host arrays computed per step (which cache slots each row
+may see: causal, window, padding), so the step traces once.
 
 >>> import s4tf_py as s4
 >>> from s4tf_models.gemma import GemmaConfig, GemmaForCausalLM
@@ -102,8 +102,8 @@ def _prefill(model, ids, attention_mask, positions):
     return model.logits(h[:, -1:])[:, 0], kvs
 
 
-# one compiled function each, shared by every model (the cache key holds the shapes)
-_DECODE = s4.compile(_decode_step, donate_argnums=(1,))
+# one compiled prefill shared by every model (the cache key holds the shapes); the decode
+# step is compiled per model structure (_flat_decode)
 _PREFILL = s4.compile(_prefill)
 _FLAT_DECODE: dict = {}
 

@@ -526,7 +526,7 @@ def _compile(specs, fn: Function, threads: int) -> dict:
 
     def build() -> str:
         # unique names in the shared engine
-        return _module_text(specs).replace('@"k_', f'@"k{digest}_')
+        return _module_text(specs, unique).replace('@"k_', f'@"k{digest}_')
     from .cache import compile_cached
     compile_cached(key_text, digest, build)
     return {spec.name: jit.function_address(f"k{digest}_{unique[spec.name][2:]}")
@@ -556,10 +556,11 @@ def _unique_kernels(specs) -> dict:
     return out
 
 
-def _module_text(specs) -> str:
-    """One LLVM module holding every distinct kernel of ``specs``."""
+def _module_text(specs, unique: dict | None = None) -> str:
+    """One LLVM module holding every distinct kernel of ``specs`` (``unique``: what
+    :func:`_unique_kernels` gives, when the caller has it already)."""
     module = ir.Module(name="s4tf")
-    unique = _unique_kernels(specs)
+    unique = _unique_kernels(specs) if unique is None else unique
     for spec in specs:
         if unique[spec.name] != spec.name:
             continue
