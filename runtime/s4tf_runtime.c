@@ -347,6 +347,30 @@ void s4tf_parallel_for(int64_t n, s4tf_range_fn fn, void *ctx) {
     s4tf_parallel_for_grain(n, 1, fn, ctx);
 }
 
+void s4tf_run_steps(const s4tf_step *steps, int64_t count) {
+    for (int64_t i = 0; i < count; i++) {
+        const s4tf_step *s = &steps[i];
+        if (s->parallel) s4tf_parallel_for(s->n, s->fn, s->ctx);
+        else s->fn(s->ctx, 0, s->n);
+    }
+}
+
+void s4tf_scatter_set(void *ctx, int64_t begin, int64_t end) {
+    const s4tf_scatter_args *a = (const s4tf_scatter_args *)ctx;
+    const int64_t inner = a->inner_bytes;
+    char *out = a->out ? (char *)a->out : (char *)a->x;
+    for (int64_t o = begin; o < end; o++) {
+        char *row = out + o * a->n * inner;
+        if (a->out) memcpy(row, (const char *)a->x + o * a->n * inner, (size_t)(a->n * inner));
+        const char *upd = (const char *)a->updates + o * a->count * inner;
+        for (int64_t j = 0; j < a->count; j++) {
+            int64_t i = a->index_bytes == 8 ? ((const int64_t *)a->indices)[j]
+                                            : (int64_t)((const int32_t *)a->indices)[j];
+            if (i >= 0 && i < a->n) memcpy(row + i * inner, upd + j * inner, (size_t)inner);
+        }
+    }
+}
+
 /* ---- diagnostics ------------------------------------------------------------------------- */
 
 struct iota_ctx { int64_t *out; int32_t *thread_of; };

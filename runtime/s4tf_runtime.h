@@ -48,6 +48,39 @@ void s4tf_parallel_for(int64_t n, s4tf_range_fn fn, void *ctx);
  * stay on fewer threads. */
 void s4tf_parallel_for_grain(int64_t n, int64_t grain, s4tf_range_fn fn, void *ctx);
 
+/* One step of a compiled program: fn over [0, n), on the pool when parallel is non-zero. */
+typedef struct {
+    s4tf_range_fn fn;
+    void *ctx;
+    int64_t n;
+    int64_t parallel;
+} s4tf_step;
+
+/* Run steps[0..count) in order (each as s4tf_parallel_for or a plain call): a run of kernels
+ * between two host steps is one call from Python instead of one call per kernel. */
+void s4tf_run_steps(const s4tf_step *steps, int64_t count);
+
+/* A scatter that sets slices (the LLVM backend's KV-cache writes): x viewed as
+ * [outer, n, inner], updates as [outer, count, inner] (inner in bytes), indices 1-D of
+ * count int32 or int64 values. Row o of out becomes row o of x with slice idx[j] replaced by
+ * updates' slice j (later j win; indices outside [0, n) are dropped, as XLA does). The four
+ * pointers come first, in the order of a kernel's buffer table (inputs, then the output); out
+ * is NULL when the scatter writes into x itself. s4tf_scatter_set is its range body over
+ * rows of outer, with ctx pointing at this struct. */
+typedef struct {
+    const void *x;
+    const void *indices;
+    const void *updates;
+    void *out;
+    int64_t outer;
+    int64_t n;
+    int64_t count;
+    int64_t inner_bytes;
+    int64_t index_bytes;    /* 4 or 8 */
+} s4tf_scatter_args;
+
+void s4tf_scatter_set(void *ctx, int64_t begin, int64_t end);
+
 /* BLAS thread counts: JIT gemm kernels call a "set this thread's BLAS threads to 1" function
  * before each gemm (MKL's MKL_Set_Num_Threads_Local, which leaves the process-wide setting
  * alone); this stands in for libraries without one. Returns n. */

@@ -40,6 +40,7 @@ class KVCache:
         #: which sequence indices are real tokens (False: padding), per batch row
         self.valid = np.zeros((batch, capacity), bool)
         self.length = 0
+        self._visible: dict | None = None     # per layer type: [B, size] (step_inputs)
 
     @property
     def nbytes(self) -> int:
@@ -68,27 +69,40 @@ class KVCache:
             seqs = np.arange(first, t)
             self.slot_seq[kind][self._slots(kind, seqs)] = seqs
         self.layers = out
+        self._visible = None
 
     def step_inputs(self) -> tuple[dict, dict]:
         """(masks ``[B, 1, 1, 1, size]``, slot ``[1]``) per layer type for the token at
-        sequence index ``length`` (it is written before attention, so it sees itself)."""
+        sequence index ``length`` (it is written before attention, so it sees itself).
+
+        A slot is visible when it holds a real (not padding) token inside the layer's window.
+        The token at ``t`` overwrites slot ``t % size``; on a sliding layer that slot held
+        ``t - size``, the one position that just left the window (``size <= window``), so the
+        masks change in one slot per step and are kept up to date instead of recomputed."""
         t = self.length
         if t >= self.capacity:
             raise ValueError(f"KVCache: full ({self.capacity} positions)")
         self.valid[:, t] = True
+        if self._visible is None:
+            self._visible = {kind: self._visibility(kind, t - 1) for kind in self.sizes}
         masks, slots = {}, {}
         for kind, size in self.sizes.items():
             slot = t % size
             self.slot_seq[kind][slot] = t
-            seq = self.slot_seq[kind]
-            ok = (seq >= 0) & (seq <= t)
-            if kind == SLIDING:
-                ok &= seq > t - self.config.sliding_window
-            vis = ok[None, :] & np.take(self.valid, np.maximum(seq, 0), axis=1)
-            masks[kind] = s4.Tensor(vis[:, None, None, None, :])
+            vis = self._visible[kind]
+            vis[:, slot] = True
+            masks[kind] = s4.Tensor(vis[:, None, None, None, :].copy())
             slots[kind] = s4.Tensor(np.array([slot], np.int32))
         self.length = t + 1
         return masks, slots
+
+    def _visibility(self, kind: str, t: int) -> np.ndarray:
+        """``[B, size]``: which slots the token at sequence index ``t`` may see."""
+        seq = self.slot_seq[kind]
+        ok = (seq >= 0) & (seq <= t)
+        if kind == SLIDING:
+            ok &= seq > t - self.config.sliding_window
+        return ok[None, :] & np.take(self.valid, np.maximum(seq, 0), axis=1)
 
 
 def _decode_step(model, caches, ids, positions, masks, slots):
@@ -211,7 +225,7 @@ def generate(model, prompt_ids, max_new_tokens: int = 32, *, attention_mask=None
         out.append(tok[:, None])
         if stream is not None:
             stream(tok)
-        done |= np.isin(tok, list(stop))
+        done |= np.array([int(x) in stop for x in tok.tolist()], bool)
         if done.all() or step == max_new_tokens - 1:
             break
         masks, slots = cache.step_inputs()

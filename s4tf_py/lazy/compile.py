@@ -267,10 +267,11 @@ def _donate(entry, inputs: list, nodes: list, fn) -> None:
     (another argument, a numpy view, a second tensor) is copied first, so no other value
     changes."""
     from .materialize import donate_leaf
+    marker = None
     for p in entry.donated:
         node = nodes[p]
         buf = inputs[p]
-        donate_leaf(node, getattr(fn, "__name__", "fn"))
+        marker = donate_leaf(node, getattr(fn, "__name__", "fn"), marker)
         # references: `inputs`, `buf`, getrefcount's argument (the same buffer passed twice
         # is one more reference from `inputs`, so it is copied too)
         if (not isinstance(buf, np.ndarray) or buf.base is not None or

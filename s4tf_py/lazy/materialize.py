@@ -194,11 +194,16 @@ class _Donated:
         return "<donated buffer>"
 
 
-def donate_leaf(node, fn_name: str) -> None:
-    """Mark ``node``'s buffer as handed to compiled function ``fn_name`` (donate_argnums)."""
-    from ..errors import format_location, user_location
-    node.value = _Donated(f"donated to the compiled function {fn_name} at "
+def donate_leaf(node, fn_name: str, marker: "_Donated | None" = None) -> "_Donated":
+    """Mark ``node``'s buffer as handed to compiled function ``fn_name`` (donate_argnums).
+    Returns the marker, which the other arguments of the same call can share (finding the
+    caller's line walks the stack: once per call, not once per donated tensor)."""
+    if marker is None:
+        from ..errors import format_location, user_location
+        marker = _Donated(f"donated to the compiled function {fn_name} at "
                           f"{format_location(user_location(3))}")
+    node.value = marker
+    return marker
 
 
 def check_not_donated(node) -> None:

@@ -39,7 +39,7 @@ I8P = I8.as_pointer()
 PARALLEL_FLOPS = 1 << 22
 #: ... or when an operand is this large: a product with few rows (a decode step's m = 1)
 #: streams its weight matrix from memory, and two cores stream twice as fast
-PARALLEL_BYTES = 1 << 19
+PARALLEL_BYTES = 1 << 17
 #: rows per block when a product is split across threads
 MIN_BLOCK = 16
 

@@ -51,6 +51,49 @@ class _PaddedInputs:
         return out
 
 
+@dataclasses.dataclass(eq=False)
+class ScatterSpec:
+    """A scatter that sets slices along one axis from 1-D indices (a decode step's KV-cache
+    write), run by the runtime's ``s4tf_scatter_set`` over rows of ``outer``: no code is
+    generated, and it runs inside a run of kernels instead of as a host step. Its buffer table
+    is the leading pointers of ``args`` (an ``s4tf_scatter_args``): x, indices, updates and,
+    unless it writes into a donated ``x`` (``inplace``), the output."""
+    name: str
+    outer: int
+    n: int
+    count: int
+    inner_bytes: int
+    index_bytes: int
+    inplace: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def iterations(self) -> int:
+        return self.outer
+
+    parallel = False
+
+
+def _native_scatter(e: Eqn, k: int, last_read: dict, donated: set, fn_outputs: set):
+    """A :class:`ScatterSpec` for host step ``e`` when the runtime can run it, else None."""
+    if e.prim.name != "scatter":
+        return None
+    prm = e.params_dict()
+    x, idx, u = e.inputs
+    if prm["combine"] != "set" or idx.aval.ndim != 1 or \
+            np.dtype(idx.aval.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
+        return None
+    axis = prm["axis"]
+    shape = x.aval.shape
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64)) * np.dtype(x.aval.dtype).itemsize
+    spec = ScatterSpec("scatter", outer, shape[axis], idx.aval.shape[0], inner,
+                       np.dtype(idx.aval.dtype).itemsize)
+    if (x in donated and last_read.get(x) == k and e.inputs.count(x) == 1 and
+            x not in fn_outputs):
+        spec.inplace[0] = 0                 # the donated buffer is nobody else's
+    return spec
+
+
 class LLVMExecutable:
     """Runs the plan: kernels through their function pointers, host steps through numpy."""
 
@@ -90,9 +133,15 @@ def _build_program(fn: Function, threads: int):
     specs, program = [], []
     host_made = {s.outs[0] for kind, s in steps if kind == "host" and
                  s.prim.name == "constant"}
+    donated = {fn.params[i] for i in getattr(fn, "donated", ())}
     for k, (kind, s) in enumerate(steps):
         if kind == "host":
-            program.append(["host", s])
+            spec = _native_scatter(s, k, last_read, donated, fn_outputs)
+            if spec is not None:
+                specs.append(spec)
+                program.append(["kernel", spec, list(s.inputs), list(s.outs)])
+            else:
+                program.append(["host", s])
             continue
         if kind == "dot":
             spec = blas.make_spec(s, f"k_{len(specs)}", threads)
@@ -164,18 +213,54 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
     """The program as ONE generated Python function of straight-line code: every step's
     constants (function pointers, buffer tables, pools) are bound once, and each value is a
     local variable dropped after its last read. Walking a list of step tuples instead cost
-    ~5 us per step (a compiled ``a + b`` spent half its dispatch time there)."""
-    ns = {"_run_host": _run_host, "_buffer": _buffer, "_fb": from_buffer,
-          "_contig": np.ascontiguousarray}
+    ~5 us per step (a compiled ``a + b`` spent half its dispatch time there).
+
+    Each run of kernels between two host steps is ONE call into the runtime
+    (``s4tf_run_steps`` over a table of steps bound at link time): the buffer tables of the
+    run are filled first (inputs, pooled outputs), then every kernel runs without coming back
+    to Python, and only then are the run's dead values dropped (a donated input's memory must
+    outlive the kernels that read it)."""
+    from ... import _native, runtime
+    ffi, lib = runtime.ffi, runtime.lib
+    run_steps = int(ffi.cast("uintptr_t", ffi.addressof(lib, "s4tf_run_steps")))
+    ns = {"_run_host": _run_host, "_buffer": _buffer, "_contig": np.ascontiguousarray}
     lines = ["def run(inputs):"]
-    n_in = nvalues - sum(len(st[4] if st[0] == "host" else st[5]) for st in prog)
+    n_in = nvalues - sum(1 if st[0] == "alias" else
+                         len(st[4] if st[0] == "host" else st[5]) for st in prog)
     if n_in:
         names = ", ".join(f"v{i}" for i in range(n_in))
         lines.append(f"    {names}, = inputs")
     lines.append("    inputs.clear()                # the caller's list gives up its references")
     planned: set = set()                       # slots of values with planned buffers
+    run: list = []                             # (fnptr, ctx, n_outer, parallel) pending
+    run_reads: dict = {}                       # value slot -> addresses of its table slots
+    run_dead: list = []                        # slots to drop once the run has run
+
+    def flush():
+        if not run:
+            return
+        table = ffi.new("s4tf_step[]", len(run))
+        for j, (fnptr, ctx, n_outer, parallel) in enumerate(run):
+            table[j].fn, table[j].ctx = fnptr, ctx
+            table[j].n, table[j].parallel = n_outer, int(bool(parallel))
+        name = f"R{len(ns)}"
+        ns[name + "t"] = table                 # keeps the table alive
+        ns[name] = _native.KernelRun(run_steps, int(ffi.cast("uintptr_t", table)), len(run),
+                                     list(run_reads.values()))
+        lines.append(f"    {name}({''.join(f'v{i}, ' for i in run_reads)})")
+        for i in run_dead:
+            if i not in planned:
+                lines.append(f"    v{i} = None")
+        run.clear()
+        run_reads.clear()
+        run_dead.clear()
+
     for k, st in enumerate(prog):
+        if st[0] == "alias":                   # a reshape of a planned buffer: same bytes
+            planned.add(st[1])
+            continue
         if st[0] == "host":
+            flush()
             _, impl, ins, params, outs, multi, dead, inplace_slot, eqn = st
             if getattr(impl, "_s4_constant", False):
                 ns[f"K{k}"] = impl()
@@ -196,13 +281,14 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
             lines.append(f"    {target} = _run_host(S{k}, _a)")
             lines.append("    _a = None")
             continue
-        _, fnptr, ctx, ptrs, ins, outs, pools, dead, n_outer, parallel, lib = st
-        ns[f"P{k}"], ns[f"F{k}"], ns[f"C{k}"] = ptrs, fnptr, ctx
+        _, fnptr, ctx, ptrs, ins, outs, pools, dead, n_outer, parallel, lib_ = st
+        ns[f"P{k}"] = ptrs
+        base = int(ffi.cast("uintptr_t", ptrs))
+        width = ffi.sizeof("void *")
         j = 0
         for i in ins:
             if i not in planned:                # planned buffers: filled in at link time
-                lines.append(f"    if not v{i}.flags.c_contiguous: v{i} = _contig(v{i})")
-                lines.append(f"    P{k}[{j}] = _fb(v{i})")
+                run_reads.setdefault(i, []).append(base + j * width)
             j += 1
         for o, pool in zip(outs, pools):
             if type(pool) is int:              # written in place of input slot `pool`
@@ -215,14 +301,9 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
             ns[f"Q{k}_{j}"] = pool
             lines.append(f"    v{o}, P{k}[{j}] = _buffer(Q{k}_{j})")
             j += 1
-        if parallel:
-            ns[f"PF{k}"] = lib.s4tf_parallel_for
-            lines.append(f"    PF{k}({n_outer}, F{k}, C{k})")
-        else:
-            lines.append(f"    F{k}(C{k}, 0, {n_outer})")
-        for i in dead:
-            if i not in planned:
-                lines.append(f"    v{i} = None")
+        run.append((fnptr, ctx, n_outer, parallel))
+        run_dead.extend(dead)
+    flush()
     lines.append(f"    return [{', '.join(f'v{i}' for i in outputs)}]")
     from .cache import compiled_python
     exec(compiled_python("\n".join(lines), "<s4tf llvm executable>"), ns)  # noqa: S102
@@ -250,6 +331,12 @@ def _link(fn: Function, program: list, addresses: dict):
     steps = []
     for pos, (step, vs) in enumerate(zip(program, reads)):
         dead = tuple(sorted({index[v] for v in vs if last[v] == pos and v not in outputs}))
+        if step[0] == "host" and step[1].outs[0] in fixed:
+            # a reshape of a planned buffer (_plan_buffers): the result is the same bytes
+            index[step[1].outs[0]] = n
+            steps.append(("alias", n))
+            n += 1
+            continue
         if step[0] == "host":
             e = step[1]
             ins = tuple(index[v] for v in e.inputs)
@@ -312,12 +399,28 @@ class _Fixed:
 def _plan_buffers(program: list, outputs: set) -> dict:
     """Var -> _Fixed for kernel outputs read only by kernels (never by host steps, never
     returned): one buffer per set of values whose lifetimes (definition to last read) do not
-    overlap, best fit by size. A step's outputs never share a buffer with its inputs."""
-    host_read = {v for st in program if st[0] == "host" for v in st[1].inputs}
+    overlap, best fit by size. A step's outputs never share a buffer with its inputs.
+
+    A host reshape of such a value is the same bytes under another shape: its result shares
+    the buffer (the step becomes an alias and costs nothing), and the buffer lives until the
+    last read of either."""
+    alias = {st[1].outs[0]: st[1].inputs[0] for st in program
+             if st[0] == "host" and st[1].prim.name == "reshape" and len(st[1].outs) == 1}
+
+    def root(v):
+        while v in alias:
+            v = alias[v]
+        return v
+    members: dict = {}
+    for y in alias:
+        members.setdefault(root(y), []).append(y)
+    host_read = {v for st in program if st[0] == "host" and st[1].outs[0] not in alias
+                 for v in st[1].inputs}
     last: dict = {}
     for pos, st in enumerate(program):
         for v in (st[1].inputs if st[0] == "host" else st[2]):
-            last[v] = pos
+            r = root(v)
+            last[r] = max(last.get(r, pos), pos)
     free: list = []                       # (nbytes, array) of buffers nobody uses now
     out: dict = {}
     releases: dict = {}
@@ -326,7 +429,8 @@ def _plan_buffers(program: list, outputs: set) -> dict:
             continue
         inplace = getattr(st[1], "inplace", {})
         for j, v in enumerate(st[3]):
-            if j in inplace or v in outputs or v in host_read:
+            group = [v, *members.get(v, ())]
+            if j in inplace or any(u in outputs or u in host_read for u in group):
                 continue
             nbytes = max(1, int(np.prod(v.aval.shape, dtype=np.int64)) *
                          np.dtype(v.aval.dtype).itemsize)
@@ -335,7 +439,9 @@ def _plan_buffers(program: list, outputs: set) -> dict:
                 size, arr = free.pop(min(fits, key=lambda k: free[k][0]))
             else:
                 size, arr = nbytes, np.empty(nbytes, np.uint8)
-            out[v] = _Fixed(arr, _ffi().cast("void *", arr.ctypes.data))
+            fixed = _Fixed(arr, _ffi().cast("void *", arr.ctypes.data))
+            for u in group:
+                out[u] = fixed
             releases.setdefault(max(last.get(v, pos), pos), []).append((size, arr))
         free.extend(releases.pop(pos, ()))
     return out
@@ -512,6 +618,7 @@ def _closure_in_group(needed, g):
 def _compile(specs, fn: Function, threads: int) -> dict:
     """Kernel name -> address. The module is built only when neither memory nor the disk cache
     has it: the key is the optimized function (which determines the plan and every kernel)."""
+    specs = [sp for sp in specs if not isinstance(sp, ScatterSpec)]   # runtime functions
     if not specs:
         return {}
     # everything besides the function that decides the plan and the code (module settings
@@ -560,6 +667,7 @@ def _module_text(specs, unique: dict | None = None) -> str:
     """One LLVM module holding every distinct kernel of ``specs`` (``unique``: what
     :func:`_unique_kernels` gives, when the caller has it already)."""
     module = ir.Module(name="s4tf")
+    specs = [sp for sp in specs if not isinstance(sp, ScatterSpec)]
     unique = _unique_kernels(specs) if unique is None else unique
     for spec in specs:
         if unique[spec.name] != spec.name:
@@ -579,6 +687,14 @@ def _prepare(step, addresses):
     _, spec, in_vars, out_vars = step
     ffi, lib = runtime.ffi, runtime.lib
     # the kernel's buffer table, filled with addresses on each call
+    if isinstance(spec, ScatterSpec):
+        spec.args = args = ffi.new("s4tf_scatter_args *")     # the spec keeps it alive
+        args.outer, args.n, args.count = spec.outer, spec.n, spec.count
+        args.inner_bytes, args.index_bytes = spec.inner_bytes, spec.index_bytes
+        ctx = ffi.cast("void *", args)
+        fnptr = ffi.cast("s4tf_range_fn", ffi.addressof(lib, "s4tf_scatter_set"))
+        return ("kernel", fnptr, ctx,
+                ffi.cast("void **", args), in_vars, out_vars, spec.outer, False, lib)
     ptrs = ffi.new("void *[]", max(len(in_vars) + len(out_vars), 1))
     if isinstance(spec, (blas.DotSpec, conv.ConvSpec)):
         fnptr = ffi.cast("s4tf_range_fn", addresses[spec.name])

@@ -1,0 +1,123 @@
+"""The LLVM executable's driver: runs of kernels as one native call, planned buffers shared by
+reshapes, and slice-setting scatters run by the runtime (in place on donated buffers)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import s4tf_py as s4
+from s4tf_py.backends.llvm import executable
+from s4tf_py.ir.passes import optimize
+from s4tf_py.ops._core import bind_op
+from s4tf_py.ops.indexing import SCATTER
+
+RNG = np.random.default_rng(0)
+
+
+def _exe(f, *args, donated=()):
+    fn = optimize(s4.trace(f, *args))
+    fn.donated = frozenset(donated)
+    return executable.LLVMExecutable(fn), fn
+
+
+def _inputs(fn, values):
+    """The executable's inputs: the functions here capture no constants."""
+    assert len(fn.params) == len(values), fn
+    return list(values)
+
+
+def _scatter(x, i, u, axis):
+    """The scatter primitive itself (index_update wraps negative indices before it)."""
+    return bind_op(SCATTER, [x, i, u], (("axis", axis), ("combine", "set")))
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_a_slice_setting_scatter_runs_in_the_runtime_not_on_the_host(index_dtype):
+    x = RNG.standard_normal((2, 3, 7, 5)).astype(np.float32)
+    # duplicates (the later update wins) and indices outside [0, 7) (dropped)
+    i = np.array([6, 0, 9, 0, -1], index_dtype)
+    u = RNG.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    exe, fn = _exe(lambda x, i, u: _scatter(x + x, i, u, axis=2),
+                   s4.Tensor(x), s4.Tensor(i), s4.Tensor(u))
+    assert not any(s[0] == "host" and s[8].prim.name == "scatter" for s in exe.prog)
+    assert any(isinstance(st[1], executable.ScatterSpec) for st in exe.program)
+    (out,) = exe(_inputs(fn, [x, i, u]))
+    want = x * 2.0
+    want[:, :, 6] = u[:, :, 0]
+    want[:, :, 0] = u[:, :, 3]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_a_scatter_into_a_donated_buffer_writes_in_place():
+    x = RNG.standard_normal((1, 2, 16, 4)).astype(np.float32)
+    i = np.array([5], np.int32)
+    u = RNG.standard_normal((1, 2, 1, 4)).astype(np.float32)
+    exe, fn = _exe(lambda x, i, u: _scatter(x, i, u, axis=2),
+                   s4.Tensor(x), s4.Tensor(i), s4.Tensor(u), donated=(0,))
+    spec = next(st[1] for st in exe.program if isinstance(st[1], executable.ScatterSpec))
+    assert spec.inplace == {0: 0}
+    buf = x.copy()
+    (out,) = exe(_inputs(fn, [buf, i, u]))
+    assert np.shares_memory(out, buf)            # the donated buffer itself, updated
+    want = x.copy()
+    want[:, :, 5] = u[:, :, 0]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_a_scatter_leaves_an_operand_that_is_not_donated_unchanged():
+    x = RNG.standard_normal((4, 6)).astype(np.float32)
+    i = np.array([2, 3], np.int32)
+    u = RNG.standard_normal((2, 6)).astype(np.float32)
+    exe, fn = _exe(lambda x, i, u: _scatter(x, i, u, axis=0), s4.Tensor(x), s4.Tensor(i),
+                   s4.Tensor(u))
+    spec = next(st[1] for st in exe.program if isinstance(st[1], executable.ScatterSpec))
+    assert spec.inplace == {}
+    before = x.copy()
+    for _ in range(2):                            # pooled output buffers are reused
+        (out,) = exe(_inputs(fn, [x, i, u]))
+        np.testing.assert_array_equal(x, before)
+        want = before.copy()
+        want[2:4] = u
+        np.testing.assert_array_equal(out, want)
+
+
+def test_compiled_scatter_matches_the_reference_backend():
+    def step(cache, slot, kv):
+        return _scatter(cache, slot, s4.tanh(kv), axis=2) * 1.0
+
+    cache = RNG.standard_normal((1, 1, 8, 4)).astype(np.float32)
+    kv = RNG.standard_normal((1, 1, 1, 4)).astype(np.float32)
+    outs = {}
+    for dev in ("reference", "llvm"):
+        f = s4.compile(step, device=s4.Device(dev))
+        c = s4.Tensor(cache, device=s4.Device(dev))
+        for t in range(10):                       # wraps around the 8 slots
+            c = f(c, s4.Tensor(np.array([t % 8], np.int32)), s4.Tensor(kv * t))
+        outs[dev] = c.numpy()
+    np.testing.assert_allclose(outs["llvm"], outs["reference"], rtol=1e-6, atol=1e-7)
+
+
+def test_a_reshape_between_kernels_is_an_alias_of_the_planned_buffer():
+    a = RNG.standard_normal((4, 6)).astype(np.float32)
+    w = RNG.standard_normal((3, 8)).astype(np.float32)
+
+    def f(a, w):
+        h = s4.tanh(a) + a                       # a kernel
+        return s4.reshape(h, (8, 3)) @ w         # reshape, then a product kernel
+
+    exe, fn = _exe(f, s4.Tensor(a), s4.Tensor(w))
+    assert "alias" in [st[0] for st in exe.prog]
+    assert not any(st[0] == "host" and st[8].prim.name == "reshape" for st in exe.prog)
+    (out,) = exe(_inputs(fn, [a, w]))
+    np.testing.assert_allclose(out, (np.tanh(a) + a).reshape(8, 3) @ w, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_kernel_runs_read_non_contiguous_inputs_through_a_copy():
+    a = RNG.standard_normal((6, 5)).astype(np.float32)
+    exe, fn = _exe(lambda a: s4.exp(a) + a, s4.Tensor(a.T.copy()))
+    view = a.T                                    # Fortran-ordered view: not C-contiguous
+    assert not view.flags.c_contiguous
+    (out,) = exe(_inputs(fn, [view]))
+    np.testing.assert_allclose(out, np.exp(view) + view, rtol=1e-6)
+    np.testing.assert_array_equal(view, a.T)      # the caller's array is untouched
