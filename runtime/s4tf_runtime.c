@@ -355,7 +355,7 @@ void s4tf_run_steps(const s4tf_step *steps, int64_t count) {
     }
 }
 
-void s4tf_scatter_set(void *ctx, int64_t begin, int64_t end) {
+void s4tf_scatter(void *ctx, int64_t begin, int64_t end) {
     const s4tf_scatter_args *a = (const s4tf_scatter_args *)ctx;
     const int64_t inner = a->inner_bytes;
     char *out = a->out ? (char *)a->out : (char *)a->x;
@@ -366,7 +366,20 @@ void s4tf_scatter_set(void *ctx, int64_t begin, int64_t end) {
         for (int64_t j = 0; j < a->count; j++) {
             int64_t i = a->index_bytes == 8 ? ((const int64_t *)a->indices)[j]
                                             : (int64_t)((const int32_t *)a->indices)[j];
-            if (i >= 0 && i < a->n) memcpy(row + i * inner, upd + j * inner, (size_t)inner);
+            if (i < 0 || i >= a->n) continue;
+            char *dst = row + i * inner;
+            const char *src = upd + j * inner;
+            if (a->combine == 0) {
+                memcpy(dst, src, (size_t)inner);
+            } else if (a->combine == 1) {
+                float *d = (float *)dst;
+                const float *s = (const float *)src;
+                for (int64_t k = 0; k < inner / 4; k++) d[k] += s[k];
+            } else {
+                double *d = (double *)dst;
+                const double *s = (const double *)src;
+                for (int64_t k = 0; k < inner / 8; k++) d[k] += s[k];
+            }
         }
     }
 }

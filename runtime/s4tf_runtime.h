@@ -60,13 +60,14 @@ typedef struct {
  * between two host steps is one call from Python instead of one call per kernel. */
 void s4tf_run_steps(const s4tf_step *steps, int64_t count);
 
-/* A scatter that sets slices (the LLVM backend's KV-cache writes): x viewed as
- * [outer, n, inner], updates as [outer, count, inner] (inner in bytes), indices 1-D of
- * count int32 or int64 values. Row o of out becomes row o of x with slice idx[j] replaced by
- * updates' slice j (later j win; indices outside [0, n) are dropped, as XLA does). The four
- * pointers come first, in the order of a kernel's buffer table (inputs, then the output); out
- * is NULL when the scatter writes into x itself. s4tf_scatter_set is its range body over
- * rows of outer, with ctx pointing at this struct. */
+/* A scatter along one axis (the LLVM backend's KV-cache writes and embedding gradients): x
+ * viewed as [outer, n, inner], updates as [outer, count, inner] (inner in bytes), indices
+ * flattened to count int32 or int64 values. Row o of out becomes row o of x with slice idx[j]
+ * replaced by (combine 0) or added with (combine 1: float32, combine 2: float64) updates'
+ * slice j, in order of j (later sets win; indices outside [0, n) are dropped, as XLA does).
+ * The four pointers come first, in the order of a kernel's buffer table (inputs, then the
+ * output); out is NULL when the scatter writes into x itself. s4tf_scatter is its range body
+ * over rows of outer, with ctx pointing at this struct. */
 typedef struct {
     const void *x;
     const void *indices;
@@ -77,9 +78,10 @@ typedef struct {
     int64_t count;
     int64_t inner_bytes;
     int64_t index_bytes;    /* 4 or 8 */
+    int64_t combine;        /* 0 set, 1 add float32, 2 add float64 */
 } s4tf_scatter_args;
 
-void s4tf_scatter_set(void *ctx, int64_t begin, int64_t end);
+void s4tf_scatter(void *ctx, int64_t begin, int64_t end);
 
 /* BLAS thread counts: JIT gemm kernels call a "set this thread's BLAS threads to 1" function
  * before each gemm (MKL's MKL_Set_Num_Threads_Local, which leaves the process-wide setting

@@ -10,8 +10,10 @@ tokenized data): ``S4TF_CACHE_DIR``, by default ``$XDG_CACHE_HOME/s4tf_py`` (or
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 
@@ -44,3 +46,60 @@ def atomic_write_bytes(path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+_code_digest: list = []
+
+
+def code_digest() -> str:
+    """A digest of s4tf_py's installed source files (their paths, sizes and modification
+    times; computed once per process): part of the key of every cache entry that the library's
+    own code produced, so an edited or upgraded s4tf_py never reads an older one's entries."""
+    if not _code_digest:
+        from . import __version__
+        here = os.path.dirname(os.path.abspath(__file__))
+        h = hashlib.sha256(__version__.encode())
+        stack = [here]
+        while stack:
+            with os.scandir(stack.pop()) as it:
+                for entry in sorted(it, key=lambda e: e.name):
+                    if entry.is_dir() and entry.name != "__pycache__":
+                        stack.append(entry.path)
+                    elif entry.name.endswith(".py"):
+                        st = entry.stat()
+                        h.update(f"{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        _code_digest.append(h.hexdigest())
+    return _code_digest[0]
+
+
+def load_entry(kind: str, key: str, loads):
+    """``loads(bytes)`` of the entry ``key`` under ``<cache root>/<kind>/``, or None when caching
+    is off, there is no such entry, or it cannot be read back (a damaged entry is ignored and
+    will be written again)."""
+    root = cache_root()
+    if not root:
+        return None
+    path = Path(root, kind, key)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        return loads(data)
+    except Exception as e:  # noqa: BLE001 - any damage means: build it again
+        warnings.warn(f"s4tf_py: ignoring an unreadable cache entry {path} ({e})", RuntimeWarning,
+                      stacklevel=2)
+        return None
+
+
+def store_entry(kind: str, key: str, data: bytes) -> None:
+    """Write ``data`` as entry ``key`` under ``<cache root>/<kind>/`` (atomically); a cache that
+    cannot be written is a warning, not an error."""
+    root = cache_root()
+    if not root:
+        return
+    try:
+        atomic_write_bytes(Path(root, kind, key), data)
+    except OSError as e:
+        warnings.warn(f"s4tf_py: could not write the cache at {root} ({e})", RuntimeWarning,
+                      stacklevel=2)

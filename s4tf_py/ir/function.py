@@ -33,6 +33,9 @@ class Var:
     def __repr__(self):
         return f"Var({self.aval})"
 
+    def __reduce__(self):
+        return Var, (self.aval,)          # a fresh id in the process that loads it
+
 
 class Eqn:
     """``outs = prim(*inputs, **params)``. ``loc`` is the user's (file, line, function)."""

@@ -14,8 +14,10 @@ Reading a tensor's value calls :func:`materialize`, which
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import pickle
 import sys
 import time
 
@@ -84,9 +86,7 @@ def get_executable(backend, key, build_function, what="graph", donated=()):
     stats["cache_misses"] += 1
     counters["cache_misses"] += 1
     t0 = time.perf_counter()
-    fn = build_function()
-    from ..ir.passes import optimize
-    fn = optimize(fn)
+    fn = _optimized(build_function())
     fn.donated = frozenset(donated)        # passes keep the parameters, in order
     exe = backend.compile(fn)
     dt_ = time.perf_counter() - t0
@@ -97,6 +97,32 @@ def get_executable(backend, key, build_function, what="graph", donated=()):
         _log.warning(msg)
     cache[key] = exe
     return exe
+
+
+def _optimized(fn):
+    """``ir.passes.optimize(fn)``, from the disk cache when an earlier process optimized the
+    same function (its text and its equations' source locations, which error messages show):
+    loading a training step's optimized IR takes a tenth of optimizing it again."""
+    from .. import caching
+    from ..ir import serialize
+    from ..ir.passes import optimize
+    if not caching.cache_root():
+        return optimize(fn)
+    h = hashlib.sha256(str(fn).encode())
+    h.update(repr([e.loc for e in fn.eqns]).encode())
+    h.update(caching.code_digest().encode())
+    key = h.hexdigest()[:32]
+    cached = caching.load_entry("optimized", key, serialize.loads)
+    if cached is not None:
+        counters["optimized_from_disk"] += 1
+        return cached
+    out = optimize(fn)
+    try:
+        data = serialize.dumps(out)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return out                          # holds something unnamed (a closure): not cached
+    caching.store_entry("optimized", key, data)
+    return out
 
 
 def clear_caches() -> None:

@@ -38,7 +38,7 @@ def metrics() -> Metrics:
     """Traces, cache hits and misses, compile and execute seconds per backend, and more."""
     m = Metrics()
     for k in ("traces", "cache_hits", "cache_misses", "function_traces", "inplace_updates",
-              "update_copies", "buffer_donations", "materializations"):
+              "update_copies", "buffer_donations", "materializations", "optimized_from_disk"):
         m[k] = counters.get(k, 0)
     m["compile_seconds"] = sum(c.get("compile_seconds", 0.0) for c in per_backend.values())
     #: time spent running compiled functions' Python bodies to trace them

@@ -204,3 +204,69 @@ def test_the_same_executable_called_from_several_threads_gives_each_its_own_resu
     for t in threads:
         t.join()
     assert not errors
+
+
+_STEP_SCRIPT = textwrap.dedent("""
+    import json, numpy as np, s4tf_py as s4
+    from s4tf_py.backends.llvm import cache
+
+    def step(w, x):
+        loss, g = s4.value_with_gradient(at=w, of=lambda w: (s4.tanh(x @ w) ** 2).mean())
+        return w - 0.1 * g, loss
+
+    with s4.default_device(s4.Device("llvm")):
+        f = s4.compile(step)
+        w = s4.Tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3))
+        x = s4.Tensor(np.linspace(0, 1, 8, dtype=np.float32).reshape(2, 4))
+        w2, loss = f(w, x)
+        print(json.dumps({"w": w2.numpy().tolist(), "loss": loss.item(),
+                          "plan_hits": cache.stats["plan_hits"],
+                          "plan_misses": cache.stats["plan_misses"],
+                          "optimized_from_disk": s4.metrics()["optimized_from_disk"]}))
+""")
+
+
+def _run_step(cache_dir):
+    import json
+    env = dict(os.environ, S4TF_CACHE_DIR=str(cache_dir))
+    r = subprocess.run([sys.executable, "-c", _STEP_SCRIPT], env=env, capture_output=True,
+                       text=True, check=True)
+    return json.loads(r.stdout), r.stderr
+
+
+def test_a_warm_process_loads_the_optimized_ir_and_the_plan_instead_of_making_them(tmp_path):
+    cold, _ = _run_step(tmp_path)
+    assert cold["plan_misses"] >= 1 and cold["plan_hits"] == 0
+    assert cold["optimized_from_disk"] == 0
+    assert os.listdir(tmp_path / "plans") and os.listdir(tmp_path / "optimized")
+    warm, _ = _run_step(tmp_path)
+    assert warm["plan_hits"] >= 1 and warm["plan_misses"] == 0
+    assert warm["optimized_from_disk"] >= 1
+    assert warm["w"] == cold["w"] and warm["loss"] == cold["loss"]
+
+
+def test_a_damaged_plan_or_optimized_entry_is_rebuilt_with_a_warning(tmp_path):
+    cold, _ = _run_step(tmp_path)
+    for kind in ("plans", "optimized"):
+        for f in os.listdir(tmp_path / kind):
+            (tmp_path / kind / f).write_bytes(b"not a pickle")
+    again, stderr = _run_step(tmp_path)
+    assert "ignoring an unreadable cache entry" in stderr
+    assert again["plan_misses"] >= 1 and again["w"] == cold["w"]
+    fixed, _ = _run_step(tmp_path)                 # rewritten whole: loads again
+    assert fixed["plan_hits"] >= 1 and fixed["w"] == cold["w"]
+
+
+def test_cached_ir_is_keyed_by_source_location_so_errors_name_the_current_line(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("S4TF_CACHE_DIR", str(tmp_path))
+    from s4tf_py.lazy.materialize import _optimized
+    a = s4.ones((3,))
+    # max records where it was called (an empty input's error names that line)
+    f1 = s4.trace(lambda a: s4.exp(a).max(), a)
+    f2 = s4.trace(lambda a: s4.exp(a).max(), a)      # the same program from another line
+    assert str(f1) == str(f2)
+    assert [e.loc for e in f1.eqns] != [e.loc for e in f2.eqns]
+    _optimized(f1)
+    _optimized(f2)
+    assert len(os.listdir(tmp_path / "optimized")) == 2

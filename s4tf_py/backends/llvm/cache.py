@@ -24,7 +24,9 @@ from . import jit
 
 _loaded: set[str] = set()
 _lock = threading.Lock()
-stats = {"disk_hits": 0, "disk_misses": 0, "corrupt": 0}
+#: objects loaded from / compiled to disk, damaged entries; plans (executable.py) loaded from
+#: disk or made here
+stats = {"disk_hits": 0, "disk_misses": 0, "corrupt": 0, "plan_hits": 0, "plan_misses": 0}
 
 
 def cache_dir() -> str | None:

@@ -11,8 +11,11 @@ donated inputs (:func:`_plan_inplace`).
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
+import math
+import pickle
 import sys
 import threading
 
@@ -53,18 +56,21 @@ class _PaddedInputs:
 
 @dataclasses.dataclass(eq=False)
 class ScatterSpec:
-    """A scatter that sets slices along one axis from 1-D indices (a decode step's KV-cache
-    write), run by the runtime's ``s4tf_scatter_set`` over rows of ``outer``: no code is
-    generated, and it runs inside a run of kernels instead of as a host step. Its buffer table
-    is the leading pointers of ``args`` (an ``s4tf_scatter_args``): x, indices, updates and,
-    unless it writes into a donated ``x`` (``inplace``), the output."""
+    """A scatter along one axis that sets slices (a decode step's KV-cache write) or adds
+    them (an embedding's gradient), run by the runtime's ``s4tf_scatter`` over rows of
+    ``outer``: no code is generated, and it runs inside a run of kernels instead of as a host
+    step. Its buffer table is the leading pointers of ``args`` (an ``s4tf_scatter_args``): x,
+    indices, updates and the output, which is NULL when the scatter writes into ``x`` itself.
+    As for the host step, that is decided on each call: when ``x`` is read for the last time
+    and nothing else holds its buffer (a donated KV cache, a tensor written by ``t[i] = v``)."""
     name: str
     outer: int
     n: int
     count: int
     inner_bytes: int
     index_bytes: int
-    inplace: dict = dataclasses.field(default_factory=dict)
+    combine: int = 0                     # 0 set, 1 add float32, 2 add float64
+    inplace: dict = dataclasses.field(default_factory=dict)   # never static (see above)
 
     @property
     def iterations(self) -> int:
@@ -73,37 +79,61 @@ class ScatterSpec:
     parallel = False
 
 
-def _native_scatter(e: Eqn, k: int, last_read: dict, donated: set, fn_outputs: set):
-    """A :class:`ScatterSpec` for host step ``e`` when the runtime can run it, else None."""
+#: the float dtypes whose scatter-adds the runtime runs (combine code)
+_ADD_CODES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+
+
+def _native_scatter(e: Eqn):
+    """A :class:`ScatterSpec` for host step ``e`` when the runtime can run it (sets; adds of
+    float32/float64), else None."""
     if e.prim.name != "scatter":
         return None
     prm = e.params_dict()
     x, idx, u = e.inputs
-    if prm["combine"] != "set" or idx.aval.ndim != 1 or \
-            np.dtype(idx.aval.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
+    dtype = np.dtype(x.aval.dtype)
+    if np.dtype(idx.aval.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
+        return None
+    if prm["combine"] == "set":
+        combine = 0
+    elif prm["combine"] == "add" and dtype in _ADD_CODES:
+        combine = _ADD_CODES[dtype]
+    else:
         return None
     axis = prm["axis"]
     shape = x.aval.shape
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64)) * np.dtype(x.aval.dtype).itemsize
-    spec = ScatterSpec("scatter", outer, shape[axis], idx.aval.shape[0], inner,
-                       np.dtype(idx.aval.dtype).itemsize)
-    if (x in donated and last_read.get(x) == k and e.inputs.count(x) == 1 and
-            x not in fn_outputs):
-        spec.inplace[0] = 0                 # the donated buffer is nobody else's
-    return spec
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1:]) * dtype.itemsize
+    return ScatterSpec("scatter", outer, shape[axis], math.prod(idx.aval.shape), inner,
+                       np.dtype(idx.aval.dtype).itemsize, combine)
+
+
+class _MaybeInPlace:
+    """A scatter's output pool, when its operand (a Python-held value read for the last time)
+    may be written in place: the driver checks on each call whether anything else holds it."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool):
+        self.pool = pool
+
+
+def _held_once(a) -> bool:
+    """Whether nothing but the driver's local variable references ``a`` (references: that
+    variable, this parameter and getrefcount's argument) and it owns its memory."""
+    return (type(a) is np.ndarray and a.base is None and a.flags.writeable and
+            _getrefcount(a) <= 3)
 
 
 class LLVMExecutable:
     """Runs the plan: kernels through their function pointers, host steps through numpy."""
 
     def __init__(self, fn: Function):
-        self.fn = fn
         from ... import runtime
         threads = runtime.num_threads() if runtime.available() else 1
-        self.program, specs = _build_program(fn, threads)
-        _plan_inplace(fn, self.program)
-        addresses = _compile(specs, fn, threads)
+        key_text = _key_text(fn, threads)
+        fn, self.program, specs, unique = _planned(fn, threads, key_text)
+        self.fn = fn
+        addresses = _compile(specs, unique, key_text)
         self.prog, self.nvalues, self.outputs = _link(fn, self.program, addresses)
         self._from_buffer = runtime.ffi.from_buffer
         self._run = _driver(self.prog, self.nvalues, self.outputs, self._from_buffer)
@@ -133,10 +163,9 @@ def _build_program(fn: Function, threads: int):
     specs, program = [], []
     host_made = {s.outs[0] for kind, s in steps if kind == "host" and
                  s.prim.name == "constant"}
-    donated = {fn.params[i] for i in getattr(fn, "donated", ())}
     for k, (kind, s) in enumerate(steps):
         if kind == "host":
-            spec = _native_scatter(s, k, last_read, donated, fn_outputs)
+            spec = _native_scatter(s)
             if spec is not None:
                 specs.append(spec)
                 program.append(["kernel", spec, list(s.inputs), list(s.outs)])
@@ -223,7 +252,9 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
     from ... import _native, runtime
     ffi, lib = runtime.ffi, runtime.lib
     run_steps = int(ffi.cast("uintptr_t", ffi.addressof(lib, "s4tf_run_steps")))
-    ns = {"_run_host": _run_host, "_buffer": _buffer, "_contig": np.ascontiguousarray}
+    from ...lazy.metrics import counters
+    ns = {"_run_host": _run_host, "_buffer": _buffer, "_contig": np.ascontiguousarray,
+          "_held_once": _held_once, "_NULL": ffi.NULL, "_counters": counters}
     lines = ["def run(inputs):"]
     n_in = nvalues - sum(1 if st[0] == "alias" else
                          len(st[4] if st[0] == "host" else st[5]) for st in prog)
@@ -293,6 +324,16 @@ def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
         for o, pool in zip(outs, pools):
             if type(pool) is int:              # written in place of input slot `pool`
                 lines.append(f"    v{o} = v{pool}")
+                continue
+            if type(pool) is _MaybeInPlace:    # a scatter: in place when its operand is free
+                ns[f"Q{k}_{j}"] = pool.pool
+                lines.append(f"    if _held_once(v{ins[0]}):")
+                lines.append(f"        v{o}, P{k}[{j}] = v{ins[0]}, _NULL")
+                lines.append("        _counters['inplace_updates'] += 1")
+                lines.append("    else:")
+                lines.append(f"        v{o}, P{k}[{j}] = _buffer(Q{k}_{j})")
+                lines.append("        _counters['update_copies'] += 1")
+                j += 1
                 continue
             if type(pool) is _Fixed:           # only kernels read it: no Python value
                 planned.add(o)
@@ -370,6 +411,8 @@ def _link(fn: Function, program: list, addresses: dict):
         pools = tuple(ins[inplace[j]] if j in inplace else
                       fixed[v] if v in fixed else
                       _Pool(v.aval.shape, v.aval.dtype, _ffi()) for j, v in enumerate(out_vars))
+        if isinstance(step[1], ScatterSpec) and ins[0] in dead and in_vars[0] not in fixed:
+            pools = (_MaybeInPlace(pools[0]),)
         # planned buffers never move: their addresses go into the buffer table once
         for j, v in enumerate(list(in_vars)):
             if v in fixed:
@@ -421,29 +464,33 @@ def _plan_buffers(program: list, outputs: set) -> dict:
         for v in (st[1].inputs if st[0] == "host" else st[2]):
             r = root(v)
             last[r] = max(last.get(r, pos), pos)
-    free: list = []                       # (nbytes, array) of buffers nobody uses now
+    free: list = []             # (nbytes, serial, array) of buffers nobody uses now, sorted
     out: dict = {}
     releases: dict = {}
+    ffi = _ffi()
     for pos, st in enumerate(program):
         if st[0] != "kernel":
             continue
         inplace = getattr(st[1], "inplace", {})
+        if isinstance(st[1], ScatterSpec):
+            continue                      # its output may be its operand's buffer (_held_once)
         for j, v in enumerate(st[3]):
             group = [v, *members.get(v, ())]
             if j in inplace or any(u in outputs or u in host_read for u in group):
                 continue
-            nbytes = max(1, int(np.prod(v.aval.shape, dtype=np.int64)) *
-                         np.dtype(v.aval.dtype).itemsize)
-            fits = [k for k, (size, _) in enumerate(free) if size >= nbytes]
-            if fits:
-                size, arr = free.pop(min(fits, key=lambda k: free[k][0]))
+            nbytes = max(1, math.prod(v.aval.shape) * v.aval.dtype.itemsize)
+            k = bisect.bisect_left(free, (nbytes,))          # the smallest that fits
+            if k < len(free):
+                entry = free.pop(k)
             else:
-                size, arr = nbytes, np.empty(nbytes, np.uint8)
-            fixed = _Fixed(arr, _ffi().cast("void *", arr.ctypes.data))
+                entry = (nbytes, id(v), np.empty(nbytes, np.uint8))
+            arr = entry[2]
+            fixed = _Fixed(arr, ffi.cast("void *", arr.ctypes.data))
             for u in group:
                 out[u] = fixed
-            releases.setdefault(max(last.get(v, pos), pos), []).append((size, arr))
-        free.extend(releases.pop(pos, ()))
+            releases.setdefault(max(last.get(v, pos), pos), []).append(entry)
+        for entry in releases.pop(pos, ()):
+            bisect.insort(free, entry)
     return out
 
 
@@ -615,21 +662,65 @@ def _closure_in_group(needed, g):
     return [e for e in g.eqns if id(e) in want]
 
 
-def _compile(specs, fn: Function, threads: int) -> dict:
+def _key_text(fn: Function, threads: int) -> str:
+    """What decides the plan and the code: the optimized function and the settings besides it
+    (module settings can be changed at run time; the code generator's sources are in the disk
+    keys)."""
+    settings = (f"threads={threads} donated={sorted(getattr(fn, 'donated', ()))} "
+                f"par={PARALLEL_THRESHOLD} gemm_par={blas.PARALLEL_FLOPS} "
+                f"gemv={GEMV_ROWS}-{GEMV_MAX_ROWS}")
+    return f"{fn}\n{settings}"
+
+
+def _planned(fn: Function, threads: int, key_text: str):
+    """(fn, program, kernel specs, unique kernel names): planned here, or loaded from the disk
+    cache where an earlier process planned the same function (planning a Gemma training step
+    takes ~80 ms; loading it ~10). The loaded function replaces ``fn``: it is the same
+    function, and the program refers to its values."""
+    from ... import caching
+    from ...ir import serialize
+    from .cache import stats as cache_stats
+    key = None
+    if caching.cache_root():
+        from .cache import source_digest
+        h = hashlib.sha256(key_text.encode())
+        # host steps report their source location when they fail
+        h.update(repr([e.loc for e in fn.eqns]).encode())
+        h.update(caching.code_digest().encode())
+        h.update(source_digest().encode())
+        key = h.hexdigest()[:32]
+        cached = caching.load_entry("plans", key, serialize.loads)
+        if cached is not None:
+            loaded = cached[0]
+            loaded.donated = getattr(fn, "donated", frozenset())
+            cache_stats["plan_hits"] += 1
+            return cached
+        cache_stats["plan_misses"] += 1
+    program, specs = _build_program(fn, threads)
+    _plan_inplace(fn, program)
+    for sp in specs:
+        if isinstance(sp, codegen.KernelSpec):
+            _extent(sp)
+    unique = _unique_kernels([sp for sp in specs if not isinstance(sp, ScatterSpec)])
+    if key is not None:
+        try:
+            data = serialize.dumps((fn, program, specs, unique))
+        except (pickle.PicklingError, TypeError, AttributeError):
+            data = None                     # holds a closure (a convolution's padding): not cached
+        if data is not None:
+            caching.store_entry("plans", key, data)
+    return fn, program, specs, unique
+
+
+def _compile(specs, unique: dict, key_text: str) -> dict:
     """Kernel name -> address. The module is built only when neither memory nor the disk cache
     has it: the key is the optimized function (which determines the plan and every kernel)."""
     specs = [sp for sp in specs if not isinstance(sp, ScatterSpec)]   # runtime functions
     if not specs:
         return {}
-    # everything besides the function that decides the plan and the code (module settings
-    # can be changed at run time; the code generator's sources are in the disk key)
-    settings = (f"threads={threads} donated={sorted(getattr(fn, 'donated', ()))} "
-                f"par={PARALLEL_THRESHOLD} gemm_par={blas.PARALLEL_FLOPS} "
-                f"gemv={GEMV_ROWS}-{GEMV_MAX_ROWS}")
-    key_text = f"{fn}\n{settings}"
     digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-
-    unique = _unique_kernels(specs)
+    if any(isinstance(sp, blas.DotSpec) for sp in specs) and not blas._symbols_ok():
+        raise RuntimeError("s4tf_py: the BLAS this plan was made with cannot be loaded")
 
     def build() -> str:
         # unique names in the shared engine
@@ -691,8 +782,9 @@ def _prepare(step, addresses):
         spec.args = args = ffi.new("s4tf_scatter_args *")     # the spec keeps it alive
         args.outer, args.n, args.count = spec.outer, spec.n, spec.count
         args.inner_bytes, args.index_bytes = spec.inner_bytes, spec.index_bytes
+        args.combine = spec.combine
         ctx = ffi.cast("void *", args)
-        fnptr = ffi.cast("s4tf_range_fn", ffi.addressof(lib, "s4tf_scatter_set"))
+        fnptr = ffi.cast("s4tf_range_fn", ffi.addressof(lib, "s4tf_scatter"))
         return ("kernel", fnptr, ctx,
                 ffi.cast("void **", args), in_vars, out_vars, spec.outer, False, lib)
     ptrs = ffi.new("void *[]", max(len(in_vars) + len(out_vars), 1))
@@ -700,21 +792,29 @@ def _prepare(step, addresses):
         fnptr = ffi.cast("s4tf_range_fn", addresses[spec.name])
         return ("kernel", fnptr, ffi.cast("void *", ptrs), ptrs, in_vars, out_vars,
                 spec.iterations, spec.parallel, lib)
-    red = spec.reduce_ndim
-    shape = spec.shape
-    sizes, _, split = codegen._collapse(
-        shape, [codegen.Strided(op.strides) if op.strides is not None else op.shape
-                for op in spec.inputs] + [shape] * len(spec.outputs) +
-        [shape[:len(shape) - red] + (1,) * red] * len(spec.row_outputs),
-        keep_split=len(shape) - red if red else None)
-    if split is None:
-        split = len(sizes)
-    n_outer = sizes[0] if split > 0 and sizes else 1
-    work = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    n_outer, work = _extent(spec)
     fnptr = ffi.cast("s4tf_range_fn", addresses[spec.name])
     ctx = ffi.cast("void *", ptrs)
     return ("kernel", fnptr, ctx, ptrs, in_vars, out_vars, n_outer,
             work >= PARALLEL_THRESHOLD and n_outer > 1, lib)
+
+
+def _extent(spec) -> tuple[int, int]:
+    """(outer loop extent, elements) of a loop-nest kernel: computed when it is planned and
+    kept with the spec (a cached plan skips the computation)."""
+    ext = getattr(spec, "extent", None)
+    if ext is None:
+        red = spec.reduce_ndim
+        shape = spec.shape
+        sizes, _, split = codegen._collapse(
+            shape, [codegen.Strided(op.strides) if op.strides is not None else op.shape
+                    for op in spec.inputs] + [shape] * len(spec.outputs) +
+            [shape[:len(shape) - red] + (1,) * red] * len(spec.row_outputs),
+            keep_split=len(shape) - red if red else None)
+        if split is None:
+            split = len(sizes)
+        ext = spec.extent = (sizes[0] if split > 0 and sizes else 1, math.prod(shape))
+    return ext
 
 
 def kernel_module_text(fn: Function) -> str:

@@ -139,7 +139,8 @@ def _float_to_int(e) -> bool:
 def plan(fn: Function):
     """Steps ``("group", Group)``, ``("dot", eqn)`` and ``("host", eqn)`` in a
     dependency-respecting order."""
-    return _plan(_sink_fusible(_widen_low_precision_products(fn.eqns)))
+    steps = _plan(_sink_fusible(_widen_low_precision_products(fn.eqns)))
+    return _rematerialize(steps, set(fn.outputs))
 
 
 def _widen_low_precision_products(eqns):
@@ -203,6 +204,161 @@ def _sink_fusible(eqns):
         out.append(e)
     out.extend(pending.values())
     return out
+
+
+#: the most equations a recomputed value may take (its elementwise cone)
+REMAT_MAX_EQNS = 24
+#: a value is recomputed in at most this many later kernels
+REMAT_MAX_KERNELS = 2
+
+
+def _rematerialize(steps, outputs: set):
+    """Recompute cheap elementwise values in the later kernels that read them instead of
+    storing them: what the backward pass reads of GELU's forward (``x*x``, ``tanh(...)``,
+    ``1 + t`` ...) is computed again from the gate's product, which is stored anyway, so the
+    forward kernel writes one array instead of seven and the backward kernel reads one.
+
+    A value ``v`` made in one fusion group and read only by other fusion groups (not by a
+    product or a host step, which need it stored) gets its *cone* (the elementwise equations
+    from stored values, its *anchors*, up to ``v``) copied to the front of each reading group,
+    which then reads the copy. A cone qualifies when it is small (``REMAT_MAX_EQNS``), its
+    anchors are no larger than ``v``, at most one anchor as large as ``v`` is one the reading
+    group does not read already (so the group reads no more than it did), and ``v`` is read
+    by at most ``REMAT_MAX_KERNELS`` other groups. A group that would not accept the copies
+    (:meth:`Group.accepts`) is left reading ``v``."""
+    where: dict = {}                     # id(eqn) -> step index
+    producer: dict = {}
+    for i, (kind, s) in enumerate(steps):
+        for e in (s.eqns if kind == "group" else [s]):
+            where[id(e)] = i
+            for o in e.outs:
+                producer[o] = e
+    readers: dict = {}
+    for i, (kind, s) in enumerate(steps):
+        for e in (s.eqns if kind == "group" else [s]):
+            for v in e.inputs:
+                readers.setdefault(v, []).append(e)
+
+    def cheap(e) -> bool:
+        return e is not None and kind_of(e) == "group" and e.prim.name != "constant" and (
+            _elementwise(e) and e.prim.name not in _REDUCE_KIND and
+            not e.prim.multiple_results)
+
+    def kind_of(e):
+        return steps[where[id(e)]][0]
+
+    def cone_of(v):
+        """(the cone's equations, each after those it reads; anchors), or None."""
+        cone, anchors, seen = [], set(), set()
+        stack = [(v, False)]
+        while stack:
+            u, done = stack.pop()
+            e = producer.get(u)
+            if done:
+                cone.append(e)
+                continue
+            if u in seen:
+                continue
+            seen.add(u)
+            if not cheap(e):
+                if e is not None and kind_of(e) == "group" and e.prim.name != "constant":
+                    return None      # made inside a kernel (a view, a row value): not stored
+                anchors.add(u)       # stored, or a constant (a host step materializes it)
+                continue
+            if len(seen) > 2 * REMAT_MAX_EQNS:
+                return None
+            stack.append((u, True))              # emitted once its inputs are
+            stack.extend((w, False) for w in e.inputs if w not in seen)
+        if len(cone) > REMAT_MAX_EQNS:
+            return None
+        return cone, anchors
+
+    groups = {i: s for i, (kind, s) in enumerate(steps) if kind == "group"}
+    new_front: dict = {}                 # step index -> copied equations
+    clones: dict = {}                    # (step index, original var) -> its copy there
+    renames: dict = {}                   # step index -> {original var: copy}
+    for i, g in groups.items():
+        for e in g.eqns:
+            if not cheap(e) or e.prim.name == "broadcast_to":
+                continue
+            v = e.outs[0]
+            rs = readers.get(v, ())
+            far = sorted({where[id(r)] for r in rs if where[id(r)] != i})
+            if (not far or v in outputs or len(far) > REMAT_MAX_KERNELS or
+                    any(where[id(r)] not in groups for r in rs)):
+                continue
+            found = cone_of(v)
+            if found is None:
+                continue
+            cone, anchors = found
+            size = int(np.prod(v.aval.shape))
+            if any(int(np.prod(a.aval.shape)) > size for a in anchors):
+                continue
+            for j in far:
+                target = groups[j]
+                if any(where[id(r)] == j and not (_elementwise(r) or r.prim.name in _REDUCE_KIND)
+                       for r in rs):
+                    continue                 # a strided read (transpose, view) needs a buffer
+                reads = {u for q in target.eqns for u in q.inputs}
+                extra = [a for a in anchors
+                         if int(np.prod(a.aval.shape)) == size and a not in reads]
+                if len(extra) > 1:
+                    continue
+                copies, local = [], {}
+                for q in cone:
+                    if all((j, o) in clones for o in q.outs):
+                        continue
+                    outs = tuple(Var(o.aval) for o in q.outs)
+                    ins = tuple(local.get(u) or clones.get((j, u), u) for u in q.inputs)
+                    copies.append((q, Eqn(q.prim, ins, q.params, outs, q.loc)))
+                    local.update(zip(q.outs, outs))
+                trial = Group(target.shape)
+                # a row kernel's stages take full-shape values and per-row values made from
+                # its reductions; a smaller copy would be neither
+                ok = not target.reduce_ndim or all(
+                    c.outs[0].aval.shape == target.shape for _, c in copies)
+                for c in [c for _, c in new_front.get(j, []) + copies] if ok else []:
+                    if not trial.accepts(c):
+                        ok = False
+                        break
+                    trial.add(c)
+                if not ok:
+                    continue
+                for q, c in copies:
+                    for o, n in zip(q.outs, c.outs):
+                        clones[(j, o)] = n
+                new_front.setdefault(j, []).extend(copies)
+                renames.setdefault(j, {})[v] = clones[(j, v)]
+    if not renames:
+        return steps
+    out = list(steps)
+    for j, sub in renames.items():
+        # the copies first (each was accepted above), then the group's own equations reading
+        # them: full-shape values made in the group instead of read from outside
+        old = groups[j]
+        g = Group(old.shape)
+        for _, c in new_front[j]:
+            g.add(c)
+        for q in old.eqns:
+            g.add(Eqn(q.prim, tuple(sub.get(u, u) for u in q.inputs), q.params, q.outs, q.loc)
+                  if any(u in sub for u in q.inputs) else q)
+        g.closed = old.closed
+        if _reads_only_what_exists(g, j, producer, where):
+            out[j] = ("group", g)
+    return out
+
+
+def _reads_only_what_exists(g: Group, j: int, producer: dict, where: dict) -> bool:
+    """Whether every value group ``g`` (step ``j``) reads is made before it: earlier in the
+    group, by an earlier step, or a parameter."""
+    made: set = set()
+    for q in g.eqns:
+        for u in q.inputs:
+            p = producer.get(u)
+            if u not in made and p is not None and where[id(p)] >= j:
+                return False
+        made.update(q.outs)
+    return True
 
 
 #: how far ahead a closing group looks for elementwise equations it can take (pull_ahead)
