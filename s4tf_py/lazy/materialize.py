@@ -86,9 +86,15 @@ def get_executable(backend, key, build_function, what="graph", donated=()):
     stats["cache_misses"] += 1
     counters["cache_misses"] += 1
     t0 = time.perf_counter()
-    fn = _optimized(build_function())
-    fn.donated = frozenset(donated)        # passes keep the parameters, in order
-    exe = backend.compile(fn)
+    fn = build_function()
+    source_key = _source_key(fn)
+    load = getattr(backend, "load", None)
+    exe = load(source_key, frozenset(donated)) if source_key and load else None
+    if exe is None:
+        fn = _optimized(fn, source_key)
+        fn.donated = frozenset(donated)    # passes keep the parameters, in order
+        fn.source_key = source_key
+        exe = backend.compile(fn)
     dt_ = time.perf_counter() - t0
     stats["compile_seconds"] += dt_
     if log_compiles():
@@ -99,20 +105,29 @@ def get_executable(backend, key, build_function, what="graph", donated=()):
     return exe
 
 
-def _optimized(fn):
-    """``ir.passes.optimize(fn)``, from the disk cache when an earlier process optimized the
-    same function (its text and its equations' source locations, which error messages show):
-    loading a training step's optimized IR takes a tenth of optimizing it again."""
+def _source_key(fn) -> str | None:
+    """The disk-cache key of a traced function: its text, its equations' source locations
+    (error messages show them) and a digest of s4tf_py's code; None when caching is off."""
     from .. import caching
-    from ..ir import serialize
-    from ..ir.passes import optimize
     if not caching.cache_root():
-        return optimize(fn)
+        return None
     h = hashlib.sha256(str(fn).encode())
     h.update(repr([e.loc for e in fn.eqns]).encode())
     h.update(caching.code_digest().encode())
-    key = h.hexdigest()[:32]
-    cached = caching.load_entry("optimized", key, serialize.loads)
+    return h.hexdigest()[:32]
+
+
+def _optimized(fn, source_key: str | None):
+    """``ir.passes.optimize(fn)``, from the disk cache when an earlier process optimized the
+    same function (``source_key``): loading a training step's optimized IR takes a tenth of
+    optimizing it again. A backend that caches its own compiled form (:meth:`load`) skips
+    even this."""
+    from .. import caching
+    from ..ir import serialize
+    from ..ir.passes import optimize
+    if source_key is None:
+        return optimize(fn)
+    cached = caching.load_entry("optimized", source_key, serialize.loads)
     if cached is not None:
         counters["optimized_from_disk"] += 1
         return cached
@@ -121,7 +136,7 @@ def _optimized(fn):
         data = serialize.dumps(out)
     except (pickle.PicklingError, TypeError, AttributeError):
         return out                          # holds something unnamed (a closure): not cached
-    caching.store_entry("optimized", key, data)
+    caching.store_entry("optimized", source_key, data)
     return out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -240,9 +241,14 @@ def test_a_warm_process_loads_the_optimized_ir_and_the_plan_instead_of_making_th
     assert cold["optimized_from_disk"] == 0
     assert os.listdir(tmp_path / "plans") and os.listdir(tmp_path / "optimized")
     warm, _ = _run_step(tmp_path)
+    # the plan is found under the traced function's key: nothing is optimized or planned
     assert warm["plan_hits"] >= 1 and warm["plan_misses"] == 0
-    assert warm["optimized_from_disk"] >= 1
+    assert warm["optimized_from_disk"] == 0
     assert warm["w"] == cold["w"] and warm["loss"] == cold["loss"]
+    shutil.rmtree(tmp_path / "plans")              # plans gone: the optimized IR is loaded
+    replanned, _ = _run_step(tmp_path)
+    assert replanned["optimized_from_disk"] >= 1 and replanned["plan_misses"] >= 1
+    assert replanned["w"] == cold["w"]
 
 
 def test_a_damaged_plan_or_optimized_entry_is_rebuilt_with_a_warning(tmp_path):
@@ -260,13 +266,13 @@ def test_a_damaged_plan_or_optimized_entry_is_rebuilt_with_a_warning(tmp_path):
 def test_cached_ir_is_keyed_by_source_location_so_errors_name_the_current_line(
         tmp_path, monkeypatch):
     monkeypatch.setenv("S4TF_CACHE_DIR", str(tmp_path))
-    from s4tf_py.lazy.materialize import _optimized
+    from s4tf_py.lazy.materialize import _optimized, _source_key
     a = s4.ones((3,))
     # max records where it was called (an empty input's error names that line)
     f1 = s4.trace(lambda a: s4.exp(a).max(), a)
     f2 = s4.trace(lambda a: s4.exp(a).max(), a)      # the same program from another line
     assert str(f1) == str(f2)
     assert [e.loc for e in f1.eqns] != [e.loc for e in f2.eqns]
-    _optimized(f1)
-    _optimized(f2)
+    _optimized(f1, _source_key(f1))
+    _optimized(f2, _source_key(f2))
     assert len(os.listdir(tmp_path / "optimized")) == 2

@@ -26,6 +26,12 @@ class LLVMBackend:
         from .executable import LLVMExecutable
         return LLVMExecutable(fn)
 
+    def load(self, source_key: str, donated=()):
+        """The executable planned for the traced function ``source_key`` names, from the disk
+        cache (None on a miss): a warm process then neither optimizes nor plans."""
+        from .executable import LLVMExecutable
+        return LLVMExecutable.from_cache(source_key, donated)
+
     def from_host(self, array: np.ndarray):
         return array
 

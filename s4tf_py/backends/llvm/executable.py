@@ -127,17 +127,35 @@ def _held_once(a) -> bool:
 class LLVMExecutable:
     """Runs the plan: kernels through their function pointers, host steps through numpy."""
 
-    def __init__(self, fn: Function):
-        from ... import runtime
-        threads = runtime.num_threads() if runtime.available() else 1
-        key_text = _key_text(fn, threads)
-        fn, self.program, specs, unique = _planned(fn, threads, key_text)
+    def __init__(self, fn: Function, plan: tuple | None = None):
+        """Plan, compile and link ``fn`` (``plan``: what :meth:`from_cache` loaded instead)."""
+        if plan is None:
+            key_text = _key_text(fn, _threads(), getattr(fn, "donated", ()))
+            plan = _planned(fn, key_text)
+        fn, self.program, specs, unique, key_text = plan
         self.fn = fn
         addresses = _compile(specs, unique, key_text)
         self.prog, self.nvalues, self.outputs = _link(fn, self.program, addresses)
-        self._from_buffer = runtime.ffi.from_buffer
-        self._run = _driver(self.prog, self.nvalues, self.outputs, self._from_buffer)
+        self._run = _driver(self.prog, self.nvalues, self.outputs)
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_cache(cls, source_key: str, donated=()) -> "LLVMExecutable | None":
+        """The executable of the traced function whose optimization cache key is
+        ``source_key`` (``lazy.materialize``), straight from its plan on disk: neither the
+        optimized IR nor its text is needed, so a warm process skips both. None on a miss."""
+        from ... import caching
+        from ...ir import serialize
+        key = _plan_key(source_key, _threads(), donated)
+        if key is None:
+            return None
+        plan = caching.load_entry("plans", key, serialize.loads)
+        if plan is None:
+            return None
+        from .cache import stats
+        stats["plan_hits"] += 1
+        plan[0].donated = frozenset(donated)
+        return cls(plan[0], plan)
 
     def __call__(self, inputs: list):
         """Run on ``inputs`` (a list this call takes over: donated buffers are released).
@@ -238,7 +256,7 @@ def _run_host(step, args):
     return run_host_step(impl, args, params, multi, inplace_slot, eqn)
 
 
-def _driver(prog, nvalues: int, outputs: tuple, from_buffer):
+def _driver(prog, nvalues: int, outputs: tuple):
     """The program as ONE generated Python function of straight-line code: every step's
     constants (function pointers, buffer tables, pools) are bound once, and each value is a
     local variable dropped after its last read. Walking a list of step tuples instead cost
@@ -662,54 +680,77 @@ def _closure_in_group(needed, g):
     return [e for e in g.eqns if id(e) in want]
 
 
-def _key_text(fn: Function, threads: int) -> str:
-    """What decides the plan and the code: the optimized function and the settings besides it
-    (module settings can be changed at run time; the code generator's sources are in the disk
-    keys)."""
-    settings = (f"threads={threads} donated={sorted(getattr(fn, 'donated', ()))} "
-                f"par={PARALLEL_THRESHOLD} gemm_par={blas.PARALLEL_FLOPS} "
-                f"gemv={GEMV_ROWS}-{GEMV_MAX_ROWS}")
-    return f"{fn}\n{settings}"
+def _threads() -> int:
+    from ... import runtime
+    return runtime.num_threads() if runtime.available() else 1
 
 
-def _planned(fn: Function, threads: int, key_text: str):
-    """(fn, program, kernel specs, unique kernel names): planned here, or loaded from the disk
-    cache where an earlier process planned the same function (planning a Gemma training step
-    takes ~80 ms; loading it ~10). The loaded function replaces ``fn``: it is the same
-    function, and the program refers to its values."""
+def _settings(threads: int, donated) -> str:
+    """Everything besides the function that decides the plan and the code (module settings
+    can be changed at run time; the code generator's sources are in the disk keys)."""
+    return (f"threads={threads} donated={sorted(donated)} par={PARALLEL_THRESHOLD} "
+            f"gemm_par={blas.PARALLEL_FLOPS} gemv={GEMV_ROWS}-{GEMV_MAX_ROWS}")
+
+
+def _key_text(fn: Function, threads: int, donated) -> str:
+    """What decides the plan and the code: the optimized function and the settings."""
+    return f"{fn}\n{_settings(threads, donated)}"
+
+
+def _plan_key(source: str, threads: int, donated) -> str | None:
+    """The disk key of a plan: ``source`` (what identifies the function: the traced
+    function's cache key, or the optimized function's text and source locations) with the
+    settings and the code generator's sources; None when caching is off."""
+    from ... import caching
+    if not caching.cache_root():
+        return None
+    from .cache import source_digest
+    h = hashlib.sha256(source.encode())
+    h.update(_settings(threads, donated).encode())
+    h.update(caching.code_digest().encode())
+    h.update(source_digest().encode())
+    return h.hexdigest()[:32]
+
+
+def _planned(fn: Function, key_text: str):
+    """(fn, program, kernel specs, unique kernel names, key text): planned here, or loaded
+    from the disk cache where an earlier process planned the same function (planning a Gemma
+    training step takes ~80 ms; loading it ~25). The loaded function replaces ``fn``: it is
+    the same function, and the program refers to its values.
+
+    The plan is filed under the traced function's key when ``lazy.materialize`` gave one
+    (``fn.source_key``: then :meth:`LLVMExecutable.from_cache` finds it before anything is
+    optimized), else under the optimized function's text and source locations (host steps
+    report the user's line when they fail)."""
     from ... import caching
     from ...ir import serialize
     from .cache import stats as cache_stats
-    key = None
-    if caching.cache_root():
-        from .cache import source_digest
-        h = hashlib.sha256(key_text.encode())
-        # host steps report their source location when they fail
-        h.update(repr([e.loc for e in fn.eqns]).encode())
-        h.update(caching.code_digest().encode())
-        h.update(source_digest().encode())
-        key = h.hexdigest()[:32]
+    donated = getattr(fn, "donated", ())
+    source = getattr(fn, "source_key", None) or \
+        key_text + repr([e.loc for e in fn.eqns])
+    key = _plan_key(source, _threads(), donated)
+    if key is not None:
         cached = caching.load_entry("plans", key, serialize.loads)
         if cached is not None:
-            loaded = cached[0]
-            loaded.donated = getattr(fn, "donated", frozenset())
+            cached[0].donated = frozenset(donated)
             cache_stats["plan_hits"] += 1
             return cached
         cache_stats["plan_misses"] += 1
-    program, specs = _build_program(fn, threads)
+    program, specs = _build_program(fn, _threads())
     _plan_inplace(fn, program)
     for sp in specs:
         if isinstance(sp, codegen.KernelSpec):
             _extent(sp)
     unique = _unique_kernels([sp for sp in specs if not isinstance(sp, ScatterSpec)])
+    plan = (fn, program, specs, unique, key_text)
     if key is not None:
         try:
-            data = serialize.dumps((fn, program, specs, unique))
+            data = serialize.dumps(plan)
         except (pickle.PicklingError, TypeError, AttributeError):
             data = None                     # holds a closure (a convolution's padding): not cached
         if data is not None:
             caching.store_entry("plans", key, data)
-    return fn, program, specs, unique
+    return plan
 
 
 def _compile(specs, unique: dict, key_text: str) -> dict:
