@@ -133,6 +133,12 @@ def test_bf16_mixed_precision_trains(tmp_path):
     assert all(math.isfinite(v) for v in r.losses) and r.losses[-1] < r.losses[0]
     m = gemma.load(tmp_path / "m")                            # float32 master weights saved
     assert m.model.embed_tokens.weight.dtype == s4.float32
+    # the same run in float32: bf16 activations (8 significant bits) follow it closely, and
+    # are not the float32 run itself
+    f32 = gt.train(steps=6, eval_every=6, **QUIET, stream=io.StringIO())
+    gaps = np.abs(np.array(r.losses) - np.array(f32.losses))
+    assert gaps.max() < 0.01, (r.losses, f32.losses)
+    assert gaps.max() > 0
 
 
 class Killed(Exception):
