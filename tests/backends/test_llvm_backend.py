@@ -104,7 +104,8 @@ def test_a_fresh_process_with_a_warm_disk_cache_compiles_nothing(tmp_path):
     assert misses1 >= 1 and hits1 == 0
     v2, hits2, misses2, _ = _run(tmp_path)
     assert misses2 == 0 and hits2 >= 1 and v2 == v1
-    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")], "half-written files"
+    left = [f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".tmp")]
+    assert not left, f"half-written files: {left}"
 
 
 def test_a_corrupt_cache_entry_is_recompiled_with_a_warning(tmp_path):

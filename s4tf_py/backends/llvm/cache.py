@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import warnings
 
@@ -96,21 +95,9 @@ def compile_cached(key_text: str, digest: str, build) -> None:
 
 
 def _write_atomically(d: str, path: str, data: bytes) -> None:
+    from ...caching import atomic_write_bytes
     try:
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".o")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write_bytes(path, data)
     except OSError as e:
         warnings.warn(f"s4tf_py: could not write the compile cache at {d} ({e})", RuntimeWarning,
                       stacklevel=4)
@@ -130,27 +117,18 @@ def compiled_python(source: str, filename: str):
     code = _code_objects.get(key)
     if code is not None:
         return code
-    d = cache_dir()
-    path = os.path.join(d, "drivers", key[:32] + ".marshal") if d else None
-    if path and os.path.exists(path):
-        try:
-            with open(path, "rb") as f:
-                code = marshal.loads(f.read())
-        except (OSError, ValueError, EOFError, TypeError):
-            code = None
-        if not isinstance(code, types.CodeType):   # a damaged entry: compile again
-            code = None
+    from ... import caching
+
+    def load(data: bytes):
+        code = marshal.loads(data)
+        if not isinstance(code, types.CodeType):
+            raise ValueError("not a code object")
+        return code
+    name = key[:32] + ".marshal"
+    code = caching.load_entry("drivers", name, load)
     if code is None:
         code = compile(source, filename, "exec")
-        if path:
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(marshal.dumps(code))
-                os.replace(tmp, path)
-            except OSError:
-                pass                     # a read-only cache only costs the compile
+        caching.store_entry("drivers", name, marshal.dumps(code))
     _code_objects[key] = code
     return code
 
