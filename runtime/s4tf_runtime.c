@@ -384,6 +384,58 @@ void s4tf_scatter(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+void s4tf_copy_regions(void *ctx, int64_t begin, int64_t end) {
+    (void)begin;
+    (void)end;
+    const s4tf_copy_args *a = (const s4tf_copy_args *)ctx;
+    const int64_t *p = a->params;
+    const int64_t n_src = p[0], ndim = p[1], elem = p[2], fill = p[3], dst_bytes = p[4];
+    char *dst = (char *)a->ptrs[n_src + (fill ? 1 : 0)];
+    if (fill && dst_bytes > 0) {
+        const char *value = (const char *)a->ptrs[n_src];
+        int64_t done = elem < dst_bytes ? elem : dst_bytes;
+        memcpy(dst, value, (size_t)done);
+        while (done < dst_bytes) {         /* doubling copies of the filled prefix */
+            int64_t n = done < dst_bytes - done ? done : dst_bytes - done;
+            memcpy(dst + done, dst, (size_t)n);
+            done += n;
+        }
+    }
+    const int64_t *q = p + 5;
+    for (int64_t s = 0; s < n_src; s++, q += 3 * ndim + 2) {
+        const int64_t *shape = q, *ss = q + ndim, *ds = q + 2 * ndim;
+        const char *src = (const char *)a->ptrs[s] + q[3 * ndim];
+        char *out = dst + q[3 * ndim + 1];
+        int64_t count = 1;
+        for (int64_t d = 0; d < ndim; d++) count *= shape[d];
+        if (count == 0) continue;
+        if (ndim == 0) {
+            memcpy(out, src, (size_t)elem);
+            continue;
+        }
+        const int64_t inner = shape[ndim - 1];
+        const int run = ss[ndim - 1] == elem && ds[ndim - 1] == elem;
+        int64_t idx[16] = {0};
+        for (int64_t r = 0; r < count / inner; r++) {
+            int64_t so = 0, dof = 0;
+            for (int64_t d = 0; d < ndim - 1; d++) {
+                so += idx[d] * ss[d];
+                dof += idx[d] * ds[d];
+            }
+            if (run) {
+                memcpy(out + dof, src + so, (size_t)(inner * elem));
+            } else {
+                for (int64_t i = 0; i < inner; i++)
+                    memcpy(out + dof + i * ds[ndim - 1], src + so + i * ss[ndim - 1], (size_t)elem);
+            }
+            for (int64_t d = ndim - 2; d >= 0; d--) {   /* next row: odometer over outer dims */
+                if (++idx[d] < shape[d]) break;
+                idx[d] = 0;
+            }
+        }
+    }
+}
+
 /* ---- diagnostics ------------------------------------------------------------------------- */
 
 struct iota_ctx { int64_t *out; int32_t *thread_of; };

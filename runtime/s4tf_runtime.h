@@ -83,6 +83,20 @@ typedef struct {
 
 void s4tf_scatter(void *ctx, int64_t begin, int64_t end);
 
+/* Copies of regions (the LLVM backend's concatenate, slice and pad): ctx points at an
+ * s4tf_copy_args whose ptrs table holds the n_src sources, then (when fill) a pointer to one
+ * fill element, then the destination. params: n_src, ndim, elem_bytes, fill, dst_bytes, then
+ * per source its shape[ndim], source strides[ndim] and destination strides[ndim] (bytes), its
+ * source offset and destination offset (bytes). With fill, the destination is first filled
+ * with the element; then each source's region is copied to its place (contiguous innermost
+ * runs as one memcpy). Runs on the calling thread; begin/end are ignored. */
+typedef struct {
+    void **ptrs;
+    const int64_t *params;
+} s4tf_copy_args;
+
+void s4tf_copy_regions(void *ctx, int64_t begin, int64_t end);
+
 /* BLAS thread counts: JIT gemm kernels call a "set this thread's BLAS threads to 1" function
  * before each gemm (MKL's MKL_Set_Num_Threads_Local, which leaves the process-wide setting
  * alone); this stands in for libraries without one. Returns n. */

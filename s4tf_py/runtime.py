@@ -50,7 +50,7 @@ FUNCTIONS = ("s4tf_runtime_abi_version", "s4tf_aligned_alloc", "s4tf_aligned_cal
              "s4tf_aligned_free", "s4tf_alignment", "s4tf_live_bytes", "s4tf_num_threads",
              "s4tf_set_num_threads", "s4tf_default_num_threads", "s4tf_thread_index",
              "s4tf_parallel_for", "s4tf_parallel_for_grain", "s4tf_parallel_iota", "s4tf_run_steps",
-             "s4tf_scatter",
+             "s4tf_scatter", "s4tf_copy_regions",
              "s4tf_blas_threads_local_noop")
 
 ALIGNMENT = 64

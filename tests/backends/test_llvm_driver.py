@@ -147,3 +147,55 @@ def test_kernel_runs_read_non_contiguous_inputs_through_a_copy():
     (out,) = exe(_inputs(fn, [view]))
     np.testing.assert_allclose(out, np.exp(view) + view, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(view, a.T)      # the caller's array is untouched
+
+
+def _no_host_step(exe, name):
+    return not any(st[0] == "host" and st[8].prim.name == name for st in exe.prog)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.bool_])
+def test_concatenate_slice_and_pad_are_runtime_copies(dtype):
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((2, 3, 4)) * 4).astype(dtype)
+    b = (rng.standard_normal((2, 5, 4)) * 4).astype(dtype)
+
+    def f(a, b):
+        cat = s4.concatenate([a, b, a], axis=1)                      # [2, 11, 4]
+        part = cat[:, 1:10:3, ::2]                                   # strided slice
+        padded = s4.pad(part, ((1, 0), (0, 2), (3, 1)), constant_values=1)
+        return cat, part, padded
+
+    exe, fn = _exe(f, s4.Tensor(a), s4.Tensor(b))
+    for name in ("concatenate", "slice", "pad"):
+        assert _no_host_step(exe, name), name
+    cat, part, padded = exe(_inputs(fn, [a, b]))
+    want_cat = np.concatenate([a, b, a], axis=1)
+    want_part = want_cat[:, 1:10:3, ::2]
+    np.testing.assert_array_equal(cat, want_cat)
+    np.testing.assert_array_equal(part, want_part)
+    np.testing.assert_array_equal(
+        padded, np.pad(want_part, ((1, 0), (0, 2), (3, 1)), constant_values=1))
+
+
+def test_interior_padding_runs_in_the_runtime_and_cropping_on_the_host():
+    from s4tf_py.ops.shape import PAD
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    v = np.float32(-1)
+
+    def dilate(x, v):
+        return bind_op(PAD, [x, v], (("low", (0, 1)), ("high", (1, 0)), ("interior", (1, 2))))
+
+    exe, fn = _exe(dilate, s4.Tensor(x), s4.Tensor(v))
+    assert _no_host_step(exe, "pad")
+    (out,) = exe(_inputs(fn, [x, np.asarray(v)]))
+    want = np.full((4, 8), -1, np.float32)
+    want[0:3:2, 1::3] = x
+    np.testing.assert_array_equal(out, want)
+
+    def crop(x, v):
+        return bind_op(PAD, [x, v], (("low", (-1, 0)), ("high", (0, 1)), ("interior", (0, 0))))
+
+    exe, fn = _exe(crop, s4.Tensor(x), s4.Tensor(v))
+    assert not _no_host_step(exe, "pad")
+    (out,) = exe(_inputs(fn, [x, np.asarray(v)]))
+    np.testing.assert_array_equal(out, [[3, 4, 5, -1]])

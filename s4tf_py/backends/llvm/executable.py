@@ -107,6 +107,69 @@ def _native_scatter(e: Eqn):
                        np.dtype(idx.aval.dtype).itemsize, combine)
 
 
+@dataclasses.dataclass(eq=False)
+class CopySpec:
+    """A concatenate, slice or pad run by the runtime's ``s4tf_copy_regions`` (a host step
+    before: numpy's copy into a fresh array, page faults included, and a break in the run of
+    kernels): the output is filled with the pad value when there is one, then each source's
+    region is copied to its place. ``params`` is the runtime's description (see
+    ``runtime/s4tf_runtime.h``); the buffer table is the sources, the fill value, the output."""
+    name: str
+    params: tuple
+    inplace: dict = dataclasses.field(default_factory=dict)
+
+    iterations = 1
+    parallel = False
+
+
+def _byte_strides(shape, itemsize: int) -> list:
+    out, acc = [], itemsize
+    for n in reversed(shape):
+        out.append(acc)
+        acc *= n
+    return out[::-1]
+
+
+def _native_copy(e: Eqn):
+    """A :class:`CopySpec` for a concatenate, slice or pad (without cropping), else None."""
+    name = e.prim.name
+    if name not in ("concatenate", "slice", "pad"):
+        return None
+    out = e.outs[0].aval
+    ndim, elem = len(out.shape), np.dtype(out.dtype).itemsize
+    if ndim > 16:
+        return None
+    prm = e.params_dict()
+    dst_strides = _byte_strides(out.shape, elem)
+    regions = []                        # (shape, src strides, dst strides, src off, dst off)
+    if name == "concatenate":
+        axis, offset = prm["axis"], 0
+        for x in e.inputs:
+            shape = x.aval.shape
+            regions.append((shape, _byte_strides(shape, elem), dst_strides, 0,
+                            offset * dst_strides[axis]))
+            offset += shape[axis]
+        fill = False
+    elif name == "slice":
+        x = e.inputs[0].aval
+        src = _byte_strides(x.shape, elem)
+        regions.append((out.shape, [a * st for a, st in zip(src, prm["strides"])], dst_strides,
+                        sum(a * b for a, b in zip(src, prm["start"])), 0))
+        fill = False
+    else:
+        if min(prm["low"]) < 0 or min(prm["high"]) < 0:
+            return None                  # cropping: the host step
+        x = e.inputs[0].aval
+        regions.append((x.shape, _byte_strides(x.shape, elem),
+                        [d * (it + 1) for d, it in zip(dst_strides, prm["interior"])], 0,
+                        sum(d * lo for d, lo in zip(dst_strides, prm["low"]))))
+        fill = True
+    params = [len(regions), ndim, elem, int(fill), math.prod(out.shape) * elem]
+    for shape, ss, ds, so, do in regions:
+        params += [*shape, *ss, *ds, so, do]
+    return CopySpec(name, tuple(int(v) for v in params))
+
+
 class _MaybeInPlace:
     """A scatter's output pool, when its operand (a Python-held value read for the last time)
     may be written in place: the driver checks on each call whether anything else holds it."""
@@ -122,6 +185,10 @@ def _held_once(a) -> bool:
     variable, this parameter and getrefcount's argument) and it owns its memory."""
     return (type(a) is np.ndarray and a.base is None and a.flags.writeable and
             _getrefcount(a) <= 3)
+
+
+#: plan steps the runtime runs itself (no code is generated for them)
+_RUNTIME_SPECS = (ScatterSpec, CopySpec)
 
 
 class LLVMExecutable:
@@ -183,7 +250,7 @@ def _build_program(fn: Function, threads: int):
                  s.prim.name == "constant"}
     for k, (kind, s) in enumerate(steps):
         if kind == "host":
-            spec = _native_scatter(s)
+            spec = _native_scatter(s) or _native_copy(s)
             if spec is not None:
                 specs.append(spec)
                 program.append(["kernel", spec, list(s.inputs), list(s.outs)])
@@ -741,7 +808,7 @@ def _planned(fn: Function, key_text: str):
     for sp in specs:
         if isinstance(sp, codegen.KernelSpec):
             _extent(sp)
-    unique = _unique_kernels([sp for sp in specs if not isinstance(sp, ScatterSpec)])
+    unique = _unique_kernels([sp for sp in specs if not isinstance(sp, _RUNTIME_SPECS)])
     plan = (fn, program, specs, unique, key_text)
     if key is not None:
         try:
@@ -756,7 +823,7 @@ def _planned(fn: Function, key_text: str):
 def _compile(specs, unique: dict, key_text: str) -> dict:
     """Kernel name -> address. The module is built only when neither memory nor the disk cache
     has it: the key is the optimized function (which determines the plan and every kernel)."""
-    specs = [sp for sp in specs if not isinstance(sp, ScatterSpec)]   # runtime functions
+    specs = [sp for sp in specs if not isinstance(sp, _RUNTIME_SPECS)]   # runtime functions
     if not specs:
         return {}
     digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
@@ -799,7 +866,7 @@ def _module_text(specs, unique: dict | None = None) -> str:
     """One LLVM module holding every distinct kernel of ``specs`` (``unique``: what
     :func:`_unique_kernels` gives, when the caller has it already)."""
     module = ir.Module(name="s4tf")
-    specs = [sp for sp in specs if not isinstance(sp, ScatterSpec)]
+    specs = [sp for sp in specs if not isinstance(sp, _RUNTIME_SPECS)]
     unique = _unique_kernels(specs) if unique is None else unique
     for spec in specs:
         if unique[spec.name] != spec.name:
@@ -829,6 +896,14 @@ def _prepare(step, addresses):
         return ("kernel", fnptr, ctx,
                 ffi.cast("void **", args), in_vars, out_vars, spec.outer, False, lib)
     ptrs = ffi.new("void *[]", max(len(in_vars) + len(out_vars), 1))
+    if isinstance(spec, CopySpec):
+        params = ffi.new("int64_t[]", list(spec.params))
+        args = ffi.new("s4tf_copy_args *")
+        args.ptrs, args.params = ptrs, params
+        spec.args = (args, params, ptrs)                 # the spec keeps them alive
+        fnptr = ffi.cast("s4tf_range_fn", ffi.addressof(lib, "s4tf_copy_regions"))
+        return ("kernel", fnptr, ffi.cast("void *", args), ptrs, in_vars, out_vars, 1, False,
+                lib)
     if isinstance(spec, (blas.DotSpec, conv.ConvSpec)):
         fnptr = ffi.cast("s4tf_range_fn", addresses[spec.name])
         return ("kernel", fnptr, ffi.cast("void *", ptrs), ptrs, in_vars, out_vars,
