@@ -34,6 +34,9 @@ class Region:
     def __repr__(self):
         return f"<region @{self.fn.name}: {len(self.fn.eqns)} eqns>"
 
+    def __reduce__(self):
+        return Region, (self.fn,)         # saved without the interpreter built for it
+
     def run(self, *arrays):
         """Run with the reference interpreter (the primitives' numpy implementations)."""
         if self._exe is None:

@@ -199,3 +199,39 @@ def test_interior_padding_runs_in_the_runtime_and_cropping_on_the_host():
     assert not _no_host_step(exe, "pad")
     (out,) = exe(_inputs(fn, [x, np.asarray(v)]))
     np.testing.assert_array_equal(out, [[3, 4, 5, -1]])
+
+
+def test_control_flow_bodies_run_as_llvm_executables():
+    from s4tf_py.ir.region import Region
+
+    def f(c0, xs, w):
+        def body(c, x):
+            c = s4.tanh(c @ w + x)
+            return c, c.sum()
+        c, ys = s4.scan(body, c0, xs)
+        big = s4.while_loop(lambda c: c.sum() < 100.0, lambda c: c * 2.0 + 1.0, c)
+        return c, ys, s4.cond(ys.sum() > 0, lambda a: a * 2.0, lambda a: a - 1.0, big)
+
+    rng = np.random.default_rng(5)
+    args = [rng.standard_normal((2, 3)).astype(np.float32),
+            rng.standard_normal((6, 2, 3)).astype(np.float32),
+            (rng.standard_normal((3, 3)) * 0.5).astype(np.float32)]
+    results = {}
+    for dev in ("reference", "llvm"):
+        compiled = s4.compile(f, device=s4.Device(dev))
+        results[dev] = [t.numpy() for t in compiled(*[s4.Tensor(a, device=s4.Device(dev))
+                                                       for a in args])]
+    for got, want in zip(results["llvm"], results["reference"]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+    exe = next(iter(compiled._cache.values())).executable
+
+    def flat(v):
+        return [y for x in v for y in flat(x)] if isinstance(v, tuple) else [v]
+    params = [x for st in exe.prog if st[0] == "host" for _, v in st[8].params for x in flat(v)]
+    bodies = [v for v in params if isinstance(v, executable._CompiledRegion)]
+    assert {st[8].prim.name for st in exe.prog if st[0] == "host"} >= {"scan", "while_loop",
+                                                                       "cond"}
+    # scan's body, while's condition and body, cond's two branches; no interpreted Region left
+    assert len(bodies) == 5 and not any(isinstance(v, Region) for v in params)
+    assert sum(b._exe is not None for b in bodies) >= 4     # one cond branch never ran

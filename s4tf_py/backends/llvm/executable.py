@@ -170,6 +170,45 @@ def _native_copy(e: Eqn):
     return CopySpec(name, tuple(int(v) for v in params))
 
 
+class _CompiledRegion:
+    """A control-flow body (a :class:`~s4tf_py.ir.region.Region`) that runs as its own LLVM
+    executable, built on first use: ``cond``/``while_loop``/``scan`` host steps call
+    ``.run`` once per iteration, which the reference interpreter answered op by op in numpy
+    (an LSTM's scan spent most of its time there)."""
+
+    __slots__ = ("region", "fn", "_exe")
+
+    def __init__(self, region):
+        self.region, self.fn, self._exe = region, region.fn, None
+
+    def run(self, *arrays):
+        if self._exe is None:
+            self._exe = LLVMExecutable(self.fn)
+        return self._exe(list(arrays))
+
+    def __reduce__(self):
+        return _CompiledRegion, (self.region,)
+
+
+def _with_compiled_regions(e: Eqn) -> Eqn:
+    """``e`` with the Regions in its params run on this backend (:class:`_CompiledRegion`)."""
+    from ...ir.passes._util import regions_in
+    from ...ir.region import Region
+    if not regions_in(e.params):
+        return e
+
+    def swap(v):
+        if isinstance(v, Region):
+            return _CompiledRegion(v)
+        if isinstance(v, tuple):
+            return tuple(swap(x) for x in v)
+        return v
+    params = tuple((k, swap(v)) for k, v in e.params)
+    op = _HostOp(e.prim.name, e.prim.impl)
+    op.multiple_results = e.prim.multiple_results
+    return Eqn(op, e.inputs, params, e.outs, e.loc)
+
+
 class _MaybeInPlace:
     """A scatter's output pool, when its operand (a Python-held value read for the last time)
     may be written in place: the driver checks on each call whether anything else holds it."""
@@ -255,7 +294,7 @@ def _build_program(fn: Function, threads: int):
                 specs.append(spec)
                 program.append(["kernel", spec, list(s.inputs), list(s.outs)])
             else:
-                program.append(["host", s])
+                program.append(["host", _with_compiled_regions(s)])
             continue
         if kind == "dot":
             spec = blas.make_spec(s, f"k_{len(specs)}", threads)
