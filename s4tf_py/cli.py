@@ -159,6 +159,8 @@ def _print_ir(fn, args) -> None:
             print(f"; BLAS gemm: {step.prim.name} {step.inputs[0].aval} x {step.inputs[1].aval}")
         elif kind == "conv":
             print(f"; conv kernel: {step.inputs[0].aval} * {step.inputs[1].aval}")
+        elif executable._native_scatter(step) or executable._native_copy(step):
+            print(f"; runtime step (in the run of kernels): {step.prim.name}")
         else:
             print(f"; host step: {step.prim.name}")
     print("\n; ---- kernels (LLVM IR, before optimization) ----")

@@ -130,6 +130,14 @@ def test_ir_backend_llvm_prints_the_fusion_plan_and_kernels():
     assert "define void" in r.stdout
 
 
+def test_ir_backend_llvm_names_the_steps_the_runtime_runs():
+    r = s4tf("ir", "--expr", "concatenate([exp(a), a], axis=0)[1:3] * 2", "--backend", "llvm",
+             check=True)
+    assert "; runtime step (in the run of kernels): concatenate" in r.stdout
+    assert "; runtime step (in the run of kernels): slice" in r.stdout
+    assert "; host step" not in r.stdout
+
+
 def test_the_gemma_demo_trains_then_generates(tmp_path):
     """`make demo`'s job, shortened: a few steps of the tiny Gemma 3 on the embedded corpus,
     the held-out loss reported, then generated text."""
