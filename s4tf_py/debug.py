@@ -424,29 +424,22 @@ class _CheckedExecutable:
         raise NonFiniteError(f"s4.debug_nans: {report}", report)
 
 
+def _checking_hook(exe, build_function, backend, what):
+    """An executable lookup's hook (``lazy.materialize.EXECUTABLE_HOOKS``): while the mode is
+    on, the executable is wrapped in one that checks its outputs."""
+    if not _active[0]:
+        return exe
+    # the unoptimized function: its equations are the user's ops, with their locations
+    return _CheckedExecutable(exe, build_function(), backend, what)
+
+
 def _install_hook() -> None:
-    """Route executable lookups through a checking wrapper (installed once, on first use;
-    it does nothing while the mode is off).
-
-    The lazy runtime has no hook for this yet, so the lookup function is rebound in the two
-    modules that call it (materialize.py: value reads and barriers; compile.py: compiled
-    functions)."""
+    """Add the checking hook to executable lookups (once, on first use; it does nothing
+    while the mode is off) and the mode to compiled functions' cache keys."""
     from .lazy.compile import TRACE_CONTEXT
-    _comp, _mat = _module("compile"), _module("materialize")
-    if getattr(_mat.get_executable, "_s4_debug_nans", False):
-        return
-    original = _mat.get_executable
-
-    def get_executable(backend, key, build_function, what="graph", donated=()):
-        exe = original(backend, key, build_function, what, donated)
-        if not _active[0]:
-            return exe
-        # the unoptimized function: its equations are the user's ops, with their locations
-        return _CheckedExecutable(exe, build_function(), backend, what)
-
-    get_executable._s4_debug_nans = True
-    _mat.get_executable = get_executable
-    _comp.get_executable = get_executable
+    hooks = _module("materialize").EXECUTABLE_HOOKS
+    if _checking_hook not in hooks:
+        hooks.append(_checking_hook)
     if _trace_context not in TRACE_CONTEXT:
         TRACE_CONTEXT.append(_trace_context)
 

@@ -71,11 +71,24 @@ def _fmt(a):
     return f"{SHORT_NAME[dtype]}[{','.join(map(str, shape))}]{'~' if weak else ''}"
 
 
+#: functions ``hook(exe, build_function, backend, what) -> executable`` applied, in order, to
+#: every executable :func:`get_executable` returns (``s4.debug_nans`` wraps it in a checking
+#: one while the mode is on); the cache keeps the executable itself
+EXECUTABLE_HOOKS: list = []
+
+
 def get_executable(backend, key, build_function, what="graph", donated=()):
     """The cached executable for ``key``, compiling ``build_function()`` on a miss.
 
     ``donated``: indices of parameters whose buffers the caller hands over (the backend may
     write results into them); it must be part of ``key``."""
+    exe = _cached_executable(backend, key, build_function, what, donated)
+    for hook in EXECUTABLE_HOOKS:
+        exe = hook(exe, build_function, backend, what)
+    return exe
+
+
+def _cached_executable(backend, key, build_function, what, donated):
     cache = _EXECUTABLES.setdefault(backend.name, {})
     stats = per_backend[backend.name]
     exe = cache.get(key)
