@@ -26,9 +26,10 @@ def cache_root() -> str | None:
     return d or None
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
+def atomic_write_bytes(path, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that no reader ever sees a partial file: a temporary file
-    in the same folder, flushed to disk, then renamed over ``path`` (several processes may
+    in the same folder, flushed to disk (``durable``: fsync'd, so that a crash right after
+    cannot leave a renamed but empty file), then renamed over ``path`` (several processes may
     race; the last rename wins and each reader sees one whole file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +38,8 @@ def atomic_write_bytes(path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)                    # mkstemp's 0600 is for the temporary name only
         os.replace(tmp, path)
     except BaseException:
@@ -99,7 +101,8 @@ def store_entry(kind: str, key: str, data: bytes) -> None:
     if not root:
         return
     try:
-        atomic_write_bytes(Path(root, kind, key), data)
+        # not fsync'd: an entry a crash damaged fails to load and is rebuilt (load_entry)
+        atomic_write_bytes(Path(root, kind, key), data, durable=False)
     except OSError as e:
         warnings.warn(f"s4tf_py: could not write the cache at {root} ({e})", RuntimeWarning,
                       stacklevel=2)
