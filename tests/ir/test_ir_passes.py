@@ -367,3 +367,54 @@ def test_equal_control_flow_merges():
     out = optimize(fn)
     assert _names(out).count("scan") == 1 and out.outputs[0] is out.outputs[1]
     assert_same_values(fn, out)
+
+
+# ---- scan_merge -----------------------------------------------------------------------------
+
+def _scans(fn):
+    return sum(e.prim.name == "scan" for e in fn.eqns)
+
+
+def _rnn_grad(w, xs):
+    def loss(w):
+        def body(c, x):
+            c = s4.tanh(c @ w + x)
+            return c, c.sum()
+        c, ys = s4.scan(body, s4.zeros((2, 3)), xs)
+        return (c * c).sum() + ys.sum()
+    return s4.value_with_gradient(at=w, of=loss)
+
+
+def test_scan_merge_runs_a_recurrence_and_its_derivatives_carry_rerun_once(monkeypatch):
+    import s4tf_py.ir.passes as passes
+    from s4tf_py.ir.passes import scan_merge
+    w = s4.Tensor(np.eye(3, dtype=np.float32) * 0.5)
+    xs = s4.Tensor(np.linspace(-1, 1, 30, dtype=np.float32).reshape(5, 2, 3))
+    fn = s4.trace(_rnn_grad, w, xs)
+    # the forward scan, the derivative's re-run for the carries, the backward scan
+    assert _scans(fn) == 3
+    merged = optimize(fn)
+    assert _scans(merged) == 2
+    verify(merged)
+    # the same values as the pipeline without the merge
+    monkeypatch.setattr(passes, "PIPELINE",
+                        tuple(p for p in passes.PIPELINE if p is not scan_merge.run))
+    unmerged = optimize(fn)
+    assert _scans(unmerged) == 3
+    inputs = [w.numpy(), xs.numpy()]
+    for a, b in zip(run(merged, inputs), run(unmerged, inputs)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_scans_with_other_recurrences_or_operands_stay_apart():
+    xs = s4.Tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3))
+    c0 = s4.zeros((3,))
+
+    def two(c0, xs):
+        a, ya = s4.scan(lambda c, x: (c + x, c * x), c0, xs)
+        b, yb = s4.scan(lambda c, x: (c * 0.5 + x, c - x), c0, xs)     # another carry
+        d, yd = s4.scan(lambda c, x: (c + x, c * x), c0 + 1.0, xs)    # another initial carry
+        return a, ya, b, yb, d, yd
+
+    fn = optimize(s4.trace(two, c0, xs))
+    assert _scans(fn) == 3

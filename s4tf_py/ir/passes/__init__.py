@@ -9,6 +9,8 @@ pass           what it does
                ``constant`` equations (non-uniform ones stay: see :mod:`.fold` for the policy)
 ``cse``        merges equations with the same primitive, params (by value and type), operands
 ``dce``        removes equations whose results reach no output
+``scan_merge`` merges scans running the same carry recurrence over the same operands (a scan
+               and the re-run its derivative makes to recover the carries)
 =============  ==================================================================================
 
 :func:`optimize` also optimizes the bodies of control-flow equations (the Regions in the params
@@ -25,6 +27,7 @@ from ..function import Eqn, Function
 from . import cse as _cse_mod
 from . import dce as _dce_mod
 from . import fold as _fold_mod
+from . import scan_merge as _scan_merge_mod
 from . import simplify as _simplify_mod
 from .cse import cse
 from .dce import dce
@@ -36,13 +39,14 @@ __all__ = ["optimize", "simplify", "fold", "cse", "dce", "FOLD_LIMIT", "PIPELINE
            "MAX_ITERATIONS"]
 
 #: the passes of one round, in order
-PIPELINE = (_simplify_mod.run, _fold_mod.run, _cse_mod.run, _dce_mod.run)
+PIPELINE = (_simplify_mod.run, _fold_mod.run, _cse_mod.run, _scan_merge_mod.run, _dce_mod.run)
 #: rounds before :func:`optimize` stops even if a pass still reports a change
 MAX_ITERATIONS = 8
 
 
 def optimize(fn: Function, *, max_iterations: int = MAX_ITERATIONS) -> Function:
-    """simplify → fold → cse → dce, repeated until no pass changes anything (bounded).
+    """simplify → fold → cse → scan_merge → dce, repeated until no pass changes anything
+    (bounded).
 
     Returns a new Function computing the same outputs as ``fn`` (``fn`` is not changed).
 
