@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 
 import s4tf_py as s4
 from s4tf_py.backends.llvm import cache, executable

@@ -11,7 +11,7 @@ import pytest
 import s4tf_py as s4
 from s4tf_py import dtypes as dt
 from s4tf_py.errors import ExecutionError
-from s4tf_py.ir.function import Eqn, Function, Var
+from s4tf_py.ir.function import Function, Var
 from s4tf_py.ir.parser import parse
 from s4tf_py.ir.passes import FOLD_LIMIT, cse, dce, fold, optimize, simplify
 from s4tf_py.ir.registry import REGISTRY

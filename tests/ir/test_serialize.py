@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pickle
 
-import numpy as np
 import pytest
 
 import s4tf_py as s4
