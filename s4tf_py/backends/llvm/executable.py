@@ -24,7 +24,7 @@ from llvmlite import ir
 
 from ...ir.function import Eqn, Function, Var
 from ...ir.registry import AVal
-from ..host import run_host_step
+from ..host import run_host_step, uniquely_held
 from . import blas, codegen, conv, jit
 from .plan import (GEMV_MAX_ROWS, GEMV_ROWS, _REDUCE_KIND, Group, _HostOp,  # noqa: F401
                    _window_strides, plan)
@@ -211,19 +211,13 @@ def _with_compiled_regions(e: Eqn) -> Eqn:
 
 class _MaybeInPlace:
     """A scatter's output pool, when its operand (a Python-held value read for the last time)
-    may be written in place: the driver checks on each call whether anything else holds it."""
+    may be written in place: the driver checks on each call whether anything else holds it
+    (``backends.host.uniquely_held``, as for host steps)."""
 
     __slots__ = ("pool",)
 
     def __init__(self, pool):
         self.pool = pool
-
-
-def _held_once(a) -> bool:
-    """Whether nothing but the driver's local variable references ``a`` (references: that
-    variable, this parameter and getrefcount's argument) and it owns its memory."""
-    return (type(a) is np.ndarray and a.base is None and a.flags.writeable and
-            _getrefcount(a) <= 3)
 
 
 #: plan steps the runtime runs itself (no code is generated for them)
@@ -378,7 +372,7 @@ def _driver(prog, nvalues: int, outputs: tuple):
     run_steps = int(ffi.cast("uintptr_t", ffi.addressof(lib, "s4tf_run_steps")))
     from ...lazy.metrics import counters
     ns = {"_run_host": _run_host, "_buffer": _buffer, "_contig": np.ascontiguousarray,
-          "_held_once": _held_once, "_NULL": ffi.NULL, "_counters": counters}
+          "_uniquely_held": uniquely_held, "_NULL": ffi.NULL, "_counters": counters}
     lines = ["def run(inputs):"]
     n_in = nvalues - sum(1 if st[0] == "alias" else
                          len(st[4] if st[0] == "host" else st[5]) for st in prog)
@@ -451,7 +445,8 @@ def _driver(prog, nvalues: int, outputs: tuple):
                 continue
             if type(pool) is _MaybeInPlace:    # a scatter: in place when its operand is free
                 ns[f"Q{k}_{j}"] = pool.pool
-                lines.append(f"    if _held_once(v{ins[0]}):")
+                # the local variable stands where a host step's argument list does
+                lines.append(f"    if _uniquely_held(v{ins[0]}):")
                 lines.append(f"        v{o}, P{k}[{j}] = v{ins[0]}, _NULL")
                 lines.append("        _counters['inplace_updates'] += 1")
                 lines.append("    else:")
@@ -597,7 +592,7 @@ def _plan_buffers(program: list, outputs: set) -> dict:
             continue
         inplace = getattr(st[1], "inplace", {})
         if isinstance(st[1], ScatterSpec):
-            continue                      # its output may be its operand's buffer (_held_once)
+            continue                      # its output may be its operand's buffer (decided per call)
         for j, v in enumerate(st[3]):
             group = [v, *members.get(v, ())]
             if j in inplace or any(u in outputs or u in host_read for u in group):

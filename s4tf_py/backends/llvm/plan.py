@@ -228,14 +228,12 @@ def _rematerialize(steps, outputs: set):
     (:meth:`Group.accepts`) is left reading ``v``."""
     where: dict = {}                     # id(eqn) -> step index
     producer: dict = {}
+    readers: dict = {}
     for i, (kind, s) in enumerate(steps):
         for e in (s.eqns if kind == "group" else [s]):
             where[id(e)] = i
             for o in e.outs:
                 producer[o] = e
-    readers: dict = {}
-    for i, (kind, s) in enumerate(steps):
-        for e in (s.eqns if kind == "group" else [s]):
             for v in e.inputs:
                 readers.setdefault(v, []).append(e)
 
